@@ -1,0 +1,118 @@
+//! The PostgreSQL backend.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, Column, Row as _, TypeInfo, ValueRef};
+
+use crate::sql::{Arg, Backend, Row, Tx, Value};
+
+/// A PostgreSQL metadata database.
+pub(crate) struct Postgres {
+    pool: PgPool,
+}
+
+impl Postgres {
+    /// Connects a small pool.
+    pub(crate) async fn connect(options: PgConnectOptions) -> Result<Self, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(Postgres { pool })
+    }
+
+    /// The connection pool.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+
+    async fn begin(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
+        Ok(Box::new(PgTx(self.pool.begin().await?)))
+    }
+
+    async fn begin_read(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// A PostgreSQL transaction.
+pub(crate) struct PgTx(sqlx::Transaction<'static, sqlx::Postgres>);
+
+fn bind<'q>(
+    mut query: Query<'q, sqlx::Postgres, PgArguments>,
+    args: Vec<Arg>,
+) -> Query<'q, sqlx::Postgres, PgArguments> {
+    for arg in args {
+        query = match arg {
+            Arg::Int(value) => query.bind(value),
+            Arg::Text(value) => query.bind(value),
+            Arg::Time(value) => query.bind(value),
+        };
+    }
+    query
+}
+
+fn decode(row: &PgRow) -> Result<Row, sqlx::Error> {
+    let mut values = Vec::with_capacity(row.columns().len());
+    for column in row.columns() {
+        let index = column.ordinal();
+        let raw = row.try_get_raw(index)?;
+        if raw.is_null() {
+            values.push(Value::Null);
+            continue;
+        }
+        let type_name = raw.type_info().name().to_string();
+        let value = match type_name.as_str() {
+            "INT8" => Value::Int(row.try_get::<i64, _>(index)?),
+            "INT4" => Value::Int(i64::from(row.try_get::<i32, _>(index)?)),
+            "INT2" => Value::Int(i64::from(row.try_get::<i16, _>(index)?)),
+            "FLOAT8" => Value::Real(row.try_get::<f64, _>(index)?),
+            "BOOL" => Value::Int(i64::from(row.try_get::<bool, _>(index)?)),
+            "TIMESTAMP" => Value::Time(row.try_get::<chrono::NaiveDateTime, _>(index)?),
+            "TIMESTAMPTZ" => Value::Time(
+                row.try_get::<chrono::DateTime<chrono::Utc>, _>(index)?
+                    .with_timezone(&chrono::Local)
+                    .naive_local(),
+            ),
+            _ => Value::Text(row.try_get::<String, _>(index)?),
+        };
+        values.push(value);
+    }
+    Ok(Row(values))
+}
+
+#[async_trait]
+impl Tx for PgTx {
+    async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        let query = bind(sqlx::query(AssertSqlSafe(sql)), args);
+        Ok(query.execute(&mut *self.0).await?.rows_affected())
+    }
+
+    async fn query(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, sqlx::Error> {
+        let query = bind(sqlx::query(AssertSqlSafe(sql)), args);
+        query
+            .fetch_all(&mut *self.0)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error> {
+        let sql = format!("SELECT nextval('{sequence}')");
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql))
+            .fetch_one(&mut *self.0)
+            .await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
+        self.0.commit().await
+    }
+}
