@@ -1,1 +1,65 @@
-fn main() {}
+//! `csv2db`: runs Spring Batch-style jobs from the command line, with their metadata in Spring
+//! Batch's own tables on PostgreSQL or an embedded SQLite file.
+
+mod cli;
+mod commands;
+mod config;
+mod exit;
+mod jobs;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(exit::usage_exit_code(&error));
+        }
+    };
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("csv2db: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            match error.downcast_ref::<clap::Error>() {
+                Some(usage) => {
+                    let _ = usage.print();
+                }
+                None => eprintln!("csv2db: {}", exit::one_line(&error)),
+            }
+            ExitCode::from(exit::error_exit_code(&error))
+        }
+    }
+}
+
+/// Logs go to stderr; `-v` raises the level, RUST_LOG overrides it.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info,sqlx=warn",
+        1 => "debug,sqlx=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -106,7 +106,7 @@ pub enum RepositoryError {
     Schema(String),
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
-    Database(#[source] BoxError),
+    Database(BoxError),
 }
 
 /// Launch time of an execution shown in messages.

@@ -110,20 +110,62 @@ impl fmt::Debug for ConnectOptions {
     }
 }
 
-/// `url` with the password of its `user:password@` part replaced by `***`.
+/// Replaces the password of a URL (user:password@host) with "***"; leaves other URLs as they are.
+///
+/// `password=` and `sslpassword=` query parameters are redacted as well.
+/// Passwords must be percent-encoded in URLs (as sqlx requires); a raw `/`,
+/// `?` or `#` in a password ends the authority and defeats the redaction.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return redact_query(url);
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (head, rest) = url.split_at(scheme_end);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    let mut out = String::with_capacity(url.len());
+    out.push_str(head);
+    match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = authority.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
     }
+    out.push_str(&redact_query(tail));
+    out
+}
+
+/// Redacts `*password=` parameters of the query string in `s`, if any.
+fn redact_query(s: &str) -> String {
+    let Some(query_start) = s.find('?').map(|i| i + 1) else {
+        return s.to_owned();
+    };
+    let query_end = s[query_start..]
+        .find('#')
+        .map_or(s.len(), |i| query_start + i);
+    let query = &s[query_start..query_end];
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => {
+                format!("{key}=***")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!(
+        "{}{}{}",
+        &s[..query_start],
+        redacted.join("&"),
+        &s[query_end..]
+    )
 }
 
 /// A connected repository, with the backend-specific access that item writers sharing its
@@ -218,13 +260,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_passwords_in_urls() {
-        assert_eq!(
-            redact_url("postgres://batch:s3cret@db:5432/batch?sslmode=require"),
-            "postgres://batch:***@db:5432/batch?sslmode=require"
-        );
-        assert_eq!(redact_url("postgres://db/batch"), "postgres://db/batch");
-        assert_eq!(redact_url("sqlite://csv2db.db"), "sqlite://csv2db.db");
+    fn redact_url_cases() {
+        let cases = [
+            (
+                "postgres://user:pass@host:5432/db",
+                "postgres://user:***@host:5432/db",
+            ),
+            ("postgres://user@host/db", "postgres://user@host/db"),
+            ("postgres://:pass@host/db", "postgres://:***@host/db"),
+            (
+                "postgres://u:p%40ss@host/db?x=1",
+                "postgres://u:***@host/db?x=1",
+            ),
+            ("postgres://u:p@ss@host/db", "postgres://u:***@host/db"),
+            (
+                "postgres://host/db?user=u&password=p&sslmode=require",
+                "postgres://host/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "jdbc:postgresql://host/db?sslpassword=p#frag",
+                "jdbc:postgresql://host/db?sslpassword=***#frag",
+            ),
+            ("postgres://host:5432/db", "postgres://host:5432/db"),
+            ("sqlite://csv2db.db", "sqlite://csv2db.db"),
+            ("sqlite:///tmp/a:b@c.db", "sqlite:///tmp/a:b@c.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("", ""),
+            ("not a url", "not a url"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_url(input), expected, "{input}");
+        }
     }
 
     #[test]

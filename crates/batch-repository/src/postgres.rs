@@ -1,9 +1,11 @@
 //! The PostgreSQL backend.
 
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, Column, Row as _, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column, Connection, Row as _, TypeInfo, ValueRef};
 
 use crate::sql::{Arg, Backend, Row, Tx, Value};
 
@@ -13,13 +15,28 @@ pub(crate) struct Postgres {
 }
 
 impl Postgres {
-    /// Connects a small pool.
+    /// Connects a small pool, first proving the server reachable with one connection, retried
+    /// for up to 10 s while the server refuses connections or is starting up, so that the error
+    /// reported is the server's own ("connection refused", "password authentication failed").
     pub(crate) async fn connect(options: PgConnectOptions) -> Result<Self, sqlx::Error> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match PgConnection::connect_with(&options).await {
+                Ok(connection) => {
+                    connection.close().await?;
+                    break;
+                }
+                Err(error) if is_transient(&error) && Instant::now() < deadline => {
+                    tracing::debug!(%error, "PostgreSQL not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .acquire_timeout(std::time::Duration::from_secs(30))
-            .connect_with(options)
-            .await?;
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options);
         Ok(Postgres { pool })
     }
 
@@ -39,6 +56,15 @@ impl Backend for Postgres {
 
     async fn begin_read(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
         self.begin().await
+    }
+}
+
+/// Connection failures worth retrying: the network, or a server still starting up.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(database) => database.code().as_deref() == Some("57P03"),
+        _ => false,
     }
 }
 
