@@ -15,6 +15,7 @@ use crate::job::JobExecution;
 use crate::job::parameters::JobParameters;
 use crate::status::BatchStatus;
 use crate::step::StepExecution;
+use crate::step::item::ChunkTransaction;
 
 /// What [`JobRepository::create_job_execution`] needs to start or restart a job instance.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +55,10 @@ pub struct JobSummary {
 /// Storage of job metadata.
 #[async_trait]
 pub trait JobRepository: Send + Sync {
+    /// The implementation itself, for backend-specific access such as the connection pool that
+    /// item writers sharing the repository's database use.
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// Creates a STARTING execution for the instance that `request`'s identifying parameters
     /// select, creating the instance if it is new, after applying Spring Batch's launch rules
     /// ([`crate::launch::rules`]) in one transaction. Running executions whose heartbeat is
@@ -98,6 +103,9 @@ pub trait JobRepository: Send + Sync {
     /// Writes the step execution's status, counters, times, exit status and context in one
     /// transaction (VERSION + 1).
     async fn update_step_execution(&self, step: &mut StepExecution) -> Result<(), RepositoryError>;
+
+    /// Begins the transaction one chunk of a chunk step is written and committed in.
+    async fn begin_chunk(&self) -> Result<Box<dyn ChunkTransaction>, RepositoryError>;
 
     /// The newest execution of the step `step_name` in any execution of the instance.
     async fn last_step_execution(

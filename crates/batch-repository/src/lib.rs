@@ -203,6 +203,23 @@ impl Repository {
     }
 }
 
+/// The PostgreSQL pool of a repository made by [`connect`], when its metadata lives in
+/// PostgreSQL: item writers use it to share the database (and chunk transactions) with it.
+pub fn postgres_pool(repository: &dyn JobRepository) -> Option<sqlx::PgPool> {
+    repository
+        .as_any()
+        .downcast_ref::<SqlJobRepository<postgres::Postgres>>()
+        .map(|repository| repository.backend().pool().clone())
+}
+
+/// The SQLite pool of a repository made by [`connect`], when its metadata lives in SQLite.
+pub fn sqlite_pool(repository: &dyn JobRepository) -> Option<sqlx::SqlitePool> {
+    repository
+        .as_any()
+        .downcast_ref::<SqlJobRepository<sqlite::Sqlite>>()
+        .map(|repository| repository.backend().pool().clone())
+}
+
 /// Connects to the database `options` names and creates Spring Batch's schema if it is absent.
 ///
 /// # Errors

@@ -1,13 +1,13 @@
 //! The PostgreSQL backend.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, Column, Connection, Row as _, TypeInfo, ValueRef};
+use sqlx::{Column, Connection, Row as _, TypeInfo, ValueRef};
 
-use crate::sql::{Arg, Backend, Row, Tx, Value};
+use crate::sql::{Arg, Backend, Row, Tx, Value, retry_connect};
 
 /// A PostgreSQL metadata database.
 pub(crate) struct Postgres {
@@ -19,20 +19,10 @@ impl Postgres {
     /// for up to 10 s while the server refuses connections or is starting up, so that the error
     /// reported is the server's own ("connection refused", "password authentication failed").
     pub(crate) async fn connect(options: PgConnectOptions) -> Result<Self, sqlx::Error> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match PgConnection::connect_with(&options).await {
-                Ok(connection) => {
-                    connection.close().await?;
-                    break;
-                }
-                Err(error) if is_transient(&error) && Instant::now() < deadline => {
-                    tracing::debug!(%error, "PostgreSQL not reachable yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        retry_connect(Duration::from_secs(10), is_transient, || async {
+            PgConnection::connect_with(&options).await?.close().await
+        })
+        .await?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -117,12 +107,12 @@ fn decode(row: &PgRow) -> Result<Row, sqlx::Error> {
 #[async_trait]
 impl Tx for PgTx {
     async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
-        let query = bind(sqlx::query(AssertSqlSafe(sql)), args);
+        let query = bind(sqlx::query(AsRef::<str>::as_ref(&sql)), args);
         Ok(query.execute(&mut *self.0).await?.rows_affected())
     }
 
     async fn query(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, sqlx::Error> {
-        let query = bind(sqlx::query(AssertSqlSafe(sql)), args);
+        let query = bind(sqlx::query(AsRef::<str>::as_ref(&sql)), args);
         query
             .fetch_all(&mut *self.0)
             .await?
@@ -133,12 +123,16 @@ impl Tx for PgTx {
 
     async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error> {
         let sql = format!("SELECT nextval('{sequence}')");
-        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql))
+        sqlx::query_scalar::<_, i64>(AsRef::<str>::as_ref(&sql))
             .fetch_one(&mut *self.0)
             .await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
         self.0.commit().await
+    }
+
+    fn connection(&mut self) -> &mut (dyn std::any::Any + Send) {
+        &mut self.0
     }
 }

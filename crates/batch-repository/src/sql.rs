@@ -158,6 +158,8 @@ pub(crate) trait Tx: Send {
     async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error>;
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), sqlx::Error>;
+    /// The underlying `sqlx::Transaction`, for item writers sharing the transaction.
+    fn connection(&mut self) -> &mut (dyn std::any::Any + Send);
 }
 
 /// A metadata database: PostgreSQL or SQLite.
@@ -170,6 +172,31 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn begin(&self) -> Result<Box<dyn Tx>, sqlx::Error>;
     /// A transaction that only reads.
     async fn begin_read(&self) -> Result<Box<dyn Tx>, sqlx::Error>;
+}
+
+/// Runs `attempt` until it succeeds, fails with an error `transient` does not accept, or
+/// `patience` has passed; waits a little between attempts.
+pub(crate) async fn retry_connect<T, F, Fut>(
+    patience: std::time::Duration,
+    transient: fn(&sqlx::Error) -> bool,
+    mut attempt: F,
+) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let deadline = std::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match attempt().await {
+            Err(error) if transient(&error) && std::time::Instant::now() < deadline => {
+                tracing::debug!(%error, "database not ready yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Wraps a database error.

@@ -8,9 +8,9 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Column, Row as _, TypeInfo, ValueRef};
+use sqlx::{Column, Row as _, TypeInfo, ValueRef};
 
-use crate::sql::{Arg, Backend, Row, SQLITE_TIME_FORMAT, Tx, Value};
+use crate::sql::{Arg, Backend, Row, SQLITE_TIME_FORMAT, Tx, Value, retry_connect};
 
 /// A SQLite metadata database file.
 pub(crate) struct Sqlite {
@@ -19,7 +19,9 @@ pub(crate) struct Sqlite {
 
 impl Sqlite {
     /// Opens (creating if needed) the database file, in WAL mode so readers do not wait for the
-    /// writer, waiting up to 30 s for the write lock.
+    /// writer, waiting up to 30 s for the write lock. Switching a new file to WAL needs an
+    /// exclusive lock that SQLite does not wait for, so processes opening a new file together
+    /// retry.
     pub(crate) async fn connect(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
         let options = options
             .create_if_missing(true)
@@ -27,10 +29,12 @@ impl Sqlite {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = retry_connect(Duration::from_secs(30), is_busy, || {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone())
+        })
+        .await?;
         Ok(Sqlite { pool })
     }
 
@@ -55,13 +59,18 @@ impl Backend for Sqlite {
     }
 }
 
+/// SQLITE_BUSY: another connection holds a lock.
+fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database) if database.code().as_deref() == Some("5"))
+}
+
 /// A SQLite transaction.
 pub(crate) struct SqliteTx(sqlx::Transaction<'static, sqlx::Sqlite>);
 
-fn bind(
-    mut query: Query<'_, sqlx::Sqlite, SqliteArguments>,
+fn bind<'q>(
+    mut query: Query<'q, sqlx::Sqlite, SqliteArguments<'q>>,
     args: Vec<Arg>,
-) -> Query<'_, sqlx::Sqlite, SqliteArguments> {
+) -> Query<'q, sqlx::Sqlite, SqliteArguments<'q>> {
     for arg in args {
         query = match arg {
             Arg::Int(value) => query.bind(value),
@@ -97,12 +106,12 @@ fn decode(row: &SqliteRow) -> Result<Row, sqlx::Error> {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
-        let query = bind(sqlx::query(AssertSqlSafe(sql)), args);
+        let query = bind(sqlx::query(AsRef::<str>::as_ref(&sql)), args);
         Ok(query.execute(&mut *self.0).await?.rows_affected())
     }
 
     async fn query(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, sqlx::Error> {
-        let query = bind(sqlx::query(AssertSqlSafe(sql)), args);
+        let query = bind(sqlx::query(AsRef::<str>::as_ref(&sql)), args);
         query
             .fetch_all(&mut *self.0)
             .await?
@@ -114,16 +123,17 @@ impl Tx for SqliteTx {
     /// Spring Batch's `SqliteMaxValueIncrementer`: insert a row into the sequence table, take
     /// the largest rowid, delete the rows below it.
     async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
+        sqlx::query(AsRef::<str>::as_ref(&format!(
             "INSERT INTO {sequence} VALUES (NULL)"
         )))
         .execute(&mut *self.0)
         .await?;
-        let id: i64 =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(ROWID) FROM {sequence}")))
-                .fetch_one(&mut *self.0)
-                .await?;
-        sqlx::query(AssertSqlSafe(format!(
+        let id: i64 = sqlx::query_scalar(AsRef::<str>::as_ref(&format!(
+            "SELECT MAX(ROWID) FROM {sequence}"
+        )))
+        .fetch_one(&mut *self.0)
+        .await?;
+        sqlx::query(AsRef::<str>::as_ref(&format!(
             "DELETE FROM {sequence} WHERE ID < $1"
         )))
         .bind(id)
@@ -134,5 +144,9 @@ impl Tx for SqliteTx {
 
     async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
         self.0.commit().await
+    }
+
+    fn connection(&mut self) -> &mut (dyn std::any::Any + Send) {
+        &mut self.0
     }
 }

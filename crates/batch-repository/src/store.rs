@@ -9,6 +9,7 @@ use batch_core::job::{JobExecution, JobInstance};
 use batch_core::launch::rules::{PriorExecution, check_prior_executions, stale_exit_message};
 use batch_core::repository::{ExecutionFilter, JobRepository, JobSummary, LaunchRequest};
 use batch_core::status::{BatchStatus, ExitStatus};
+use batch_core::step::item::ChunkTransaction;
 use batch_core::step::{StepCounters, StepExecution};
 use batch_core::time::now;
 
@@ -309,6 +310,10 @@ impl<B: Backend> SqlJobRepository<B> {
 
 #[async_trait]
 impl<B: Backend> JobRepository for SqlJobRepository<B> {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     async fn create_job_execution(
         &self,
         request: &LaunchRequest<'_>,
@@ -522,6 +527,12 @@ impl<B: Backend> JobRepository for SqlJobRepository<B> {
         Ok(())
     }
 
+    async fn begin_chunk(&self) -> Result<Box<dyn ChunkTransaction>, RepositoryError> {
+        Ok(Box::new(SqlChunk {
+            tx: self.begin().await?,
+        }))
+    }
+
     async fn last_step_execution(
         &self,
         job_instance_id: i64,
@@ -672,6 +683,25 @@ impl<B: Backend> JobRepository for SqlJobRepository<B> {
             },
         )
         .await
+    }
+}
+
+/// A chunk's transaction: the writer's rows and the step's progress commit together.
+struct SqlChunk {
+    tx: Box<dyn Tx>,
+}
+
+#[async_trait]
+impl ChunkTransaction for SqlChunk {
+    fn connection(&mut self) -> &mut (dyn std::any::Any + Send) {
+        self.tx.connection()
+    }
+
+    async fn commit(mut self: Box<Self>, step: &mut StepExecution) -> Result<(), RepositoryError> {
+        write_step_execution(self.tx.as_mut(), step).await?;
+        self.tx.commit().await.map_err(db)?;
+        step.version += 1;
+        Ok(())
     }
 }
 

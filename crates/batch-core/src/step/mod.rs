@@ -1,5 +1,6 @@
 //! Steps, step executions and the context a step runs in.
 
+pub mod item;
 pub mod tasklet;
 
 use std::sync::Arc;

@@ -44,7 +44,7 @@ impl TestDb {
             let mut conn = sqlx::SqliteConnection::connect(&self.url)
                 .await
                 .expect("open sqlite");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let rows = sqlx::query(AsRef::<str>::as_ref(&sql))
                 .fetch_all(&mut conn)
                 .await
                 .expect("query");
@@ -55,7 +55,7 @@ impl TestDb {
             let mut conn = sqlx::PgConnection::connect(&self.url)
                 .await
                 .expect("open pg");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let rows = sqlx::query(AsRef::<str>::as_ref(&sql))
                 .fetch_all(&mut conn)
                 .await
                 .expect("query");
@@ -93,12 +93,12 @@ impl TestDb {
             let mut conn = sqlx::SqliteConnection::connect(&self.url)
                 .await
                 .expect("open sqlite");
-            conn.execute(sqlx::AssertSqlSafe(sql)).await.expect("sql");
+            conn.execute(AsRef::<str>::as_ref(&sql)).await.expect("sql");
         } else {
             let mut conn = sqlx::PgConnection::connect(&self.url)
                 .await
                 .expect("open pg");
-            conn.execute(sqlx::AssertSqlSafe(sql)).await.expect("sql");
+            conn.execute(AsRef::<str>::as_ref(&sql)).await.expect("sql");
         }
     }
 }
@@ -142,7 +142,7 @@ pub async fn postgres() -> TestDb {
         .await
         .expect("connect to DATABASE_URL");
     admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(AsRef::<str>::as_ref(&format!("CREATE DATABASE {name}")))
         .await
         .expect("create test database");
     let (base, query) = match server.split_once('?') {

@@ -1,0 +1,309 @@
+//! Chunk-oriented steps: read items, process them, write them a chunk at a time.
+//!
+//! Each chunk commits in ONE transaction of the job repository's database: the writer's rows,
+//! the step's counters and the reader's position (saved in the step's execution context). A
+//! restart after a failure or a crash therefore resumes after the last committed chunk, and
+//! every input item is written exactly once, when the writer writes into that transaction
+//! (see [`ChunkTransaction::connection`]).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{BoxError, Step, StepContext, StepCounters, StepError, StepExecution};
+use crate::context::ExecutionContext;
+use crate::error::RepositoryError;
+use crate::status::ExitStatus;
+
+/// An item that could not be read or processed, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadItem {
+    /// The 1-based line of the input where the item starts, when known.
+    pub line: Option<u64>,
+    /// Why the item was rejected.
+    pub reason: String,
+    /// The item's raw input for the rejects file (lossily decoded), when the reader kept it.
+    pub raw: String,
+}
+
+impl fmt::Display for BadItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+impl std::error::Error for BadItem {}
+
+/// Why a read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// This item is bad; the following ones can still be read (a read skip).
+    Bad(BadItem),
+    /// Reading cannot go on (the file vanished, an I/O error).
+    Fatal(BoxError),
+}
+
+/// An item with the input line it starts at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read<T> {
+    /// The item.
+    pub item: T,
+    /// The 1-based line where it starts.
+    pub line: u64,
+}
+
+/// Reads items one at a time from a restartable position.
+#[async_trait]
+pub trait ItemReader<T>: Send {
+    /// Opens the source at the position a previous execution saved in `context` (or at the
+    /// start when it holds none).
+    async fn open(&mut self, context: &ExecutionContext) -> Result<(), BoxError>;
+
+    /// The next item, `None` at the end of the input.
+    async fn read(&mut self) -> Result<Option<Read<T>>, ReadError>;
+
+    /// Saves the position after the last item returned by [`ItemReader::read`] into `context`.
+    fn update(&self, context: &mut ExecutionContext);
+
+    /// How far through the input the reader is, from 0 to 1, when known.
+    fn progress(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// Turns an item into the item to write, or filters it out with `Ok(None)`.
+pub trait ItemProcessor<I, O>: Send + Sync {
+    /// Processes one item; `Err` rejects it (a process skip), with the reason.
+    fn process(&self, item: I) -> Result<Option<O>, String>;
+}
+
+/// Writes a chunk of items inside the chunk's transaction.
+#[async_trait]
+pub trait ItemWriter<O>: Send {
+    /// Prepares the target (for example creates the table) before the first chunk.
+    async fn open(&mut self) -> Result<(), BoxError>;
+
+    /// Writes `items` in `transaction`, which commits with the step's counters and position.
+    async fn write(
+        &mut self,
+        items: &[O],
+        transaction: &mut dyn ChunkTransaction,
+    ) -> Result<(), BoxError>;
+}
+
+/// A transaction of the job repository's database in which one chunk is written and committed.
+#[async_trait]
+pub trait ChunkTransaction: Send {
+    /// The database transaction itself, for writers that write into it: with the SQL
+    /// repositories a `sqlx::Transaction<'static, sqlx::Postgres>` or
+    /// `sqlx::Transaction<'static, sqlx::Sqlite>`.
+    fn connection(&mut self) -> &mut (dyn Any + Send);
+
+    /// Saves the step execution (counters, context; VERSION + 1) in this transaction, then
+    /// commits everything. Dropping the transaction instead rolls it back.
+    async fn commit(self: Box<Self>, step: &mut StepExecution) -> Result<(), RepositoryError>;
+}
+
+/// Where rejected items go.
+pub trait RejectSink: Send {
+    /// Records a rejected item.
+    fn reject(&mut self, item: &BadItem) -> Result<(), BoxError>;
+    /// Makes the rejects recorded so far durable and saves their extent in `context`, just
+    /// before the chunk commits.
+    fn flush(&mut self, context: &mut ExecutionContext) -> Result<(), BoxError>;
+}
+
+/// Reports progress after each committed chunk.
+pub trait ChunkListener: Send + Sync {
+    /// Called after a chunk committed, with the step's counters and the reader's progress.
+    fn after_chunk(&self, step: &StepExecution, progress: Option<f64>);
+}
+
+/// The parts of a chunk step, built for each step execution from its job parameters.
+pub struct ChunkComponents<I, O> {
+    /// The item reader.
+    pub reader: Box<dyn ItemReader<I>>,
+    /// The item processor.
+    pub processor: Box<dyn ItemProcessor<I, O>>,
+    /// The item writer.
+    pub writer: Box<dyn ItemWriter<O>>,
+    /// Where rejected items are recorded, when skipping is allowed.
+    pub rejects: Option<Box<dyn RejectSink>>,
+    /// Items read per chunk (the commit interval).
+    pub chunk_size: usize,
+    /// How many bad items may be skipped before the step fails (0: the first one fails it).
+    pub skip_limit: u64,
+    /// Progress reporting.
+    pub listener: Option<Arc<dyn ChunkListener>>,
+}
+
+/// Builds a chunk step's parts when the step runs.
+#[async_trait]
+pub trait ChunkFactory<I, O>: Send + Sync {
+    /// The parts for this step execution.
+    async fn create(&self, ctx: &StepContext<'_>) -> Result<ChunkComponents<I, O>, BoxError>;
+}
+
+/// A step that reads, processes and writes items in chunks, each committed atomically with the
+/// step's progress.
+pub struct ChunkStep<I, O> {
+    name: String,
+    factory: Arc<dyn ChunkFactory<I, O>>,
+}
+
+impl<I, O> ChunkStep<I, O> {
+    /// A chunk step called `name` whose parts `factory` builds.
+    pub fn new(name: impl Into<String>, factory: impl ChunkFactory<I, O> + 'static) -> Self {
+        ChunkStep {
+            name: name.into(),
+            factory: Arc::new(factory),
+        }
+    }
+}
+
+/// The step failed because too many items were bad.
+#[derive(Debug, thiserror::Error)]
+#[error("{item} (skip limit {limit} exceeded)")]
+pub struct SkipLimitExceeded {
+    /// The item that went over the limit.
+    pub item: BadItem,
+    /// The limit.
+    pub limit: u64,
+}
+
+/// One chunk's items and the counter changes it brings.
+struct Chunk<O> {
+    items: Vec<O>,
+    counters: StepCounters,
+    end_of_input: bool,
+}
+
+#[async_trait]
+impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn step_type(&self) -> &str {
+        "csv2db.ChunkStep"
+    }
+
+    async fn execute(&self, ctx: &mut StepContext<'_>) -> Result<ExitStatus, StepError> {
+        let mut parts = self.factory.create(ctx).await?;
+        parts.reader.open(&ctx.step_execution().context).await?;
+        parts.writer.open().await?;
+        let chunk_size = parts.chunk_size.max(1);
+        let mut skipped =
+            ctx.step_execution().counters.read_skip + ctx.step_execution().counters.process_skip;
+        loop {
+            if ctx.is_stop_requested() {
+                return Err(StepError::Interrupted);
+            }
+            let chunk = read_chunk(&mut parts, chunk_size, &mut skipped).await?;
+            if chunk.items.is_empty() && chunk.counters == StepCounters::default() {
+                return Ok(ExitStatus::completed());
+            }
+            let mut transaction = ctx.repository().begin_chunk().await?;
+            if let Err(error) = parts.writer.write(&chunk.items, transaction.as_mut()).await {
+                drop(transaction);
+                ctx.step_execution_mut().counters.rollback += 1;
+                return Err(StepError::Failed(error));
+            }
+            let step = ctx.step_execution_mut();
+            if let Some(rejects) = parts.rejects.as_mut() {
+                rejects.flush(&mut step.context)?;
+            }
+            parts.reader.update(&mut step.context);
+            add(&mut step.counters, &chunk.counters);
+            step.counters.write += chunk.items.len() as i64;
+            step.counters.commit += 1;
+            step.last_updated = Some(crate::time::now());
+            transaction.commit(step).await?;
+            if let Some(listener) = &parts.listener {
+                listener.after_chunk(ctx.step_execution(), parts.reader.progress());
+            }
+            if chunk.end_of_input {
+                return Ok(ExitStatus::completed());
+            }
+        }
+    }
+}
+
+/// Reads and processes up to `chunk_size` items.
+async fn read_chunk<I, O>(
+    parts: &mut ChunkComponents<I, O>,
+    chunk_size: usize,
+    skipped: &mut i64,
+) -> Result<Chunk<O>, StepError> {
+    let mut chunk = Chunk {
+        items: Vec::with_capacity(chunk_size),
+        counters: StepCounters::default(),
+        end_of_input: false,
+    };
+    let mut taken = 0;
+    while taken < chunk_size {
+        let read = match parts.reader.read().await {
+            Ok(Some(read)) => read,
+            Ok(None) => {
+                chunk.end_of_input = true;
+                break;
+            }
+            Err(ReadError::Fatal(error)) => return Err(StepError::Failed(error)),
+            Err(ReadError::Bad(item)) => {
+                skip(parts, item, skipped)?;
+                chunk.counters.read_skip += 1;
+                taken += 1;
+                continue;
+            }
+        };
+        taken += 1;
+        chunk.counters.read += 1;
+        match parts.processor.process(read.item) {
+            Ok(Some(item)) => chunk.items.push(item),
+            Ok(None) => chunk.counters.filter += 1,
+            Err(reason) => {
+                let item = BadItem {
+                    line: Some(read.line),
+                    reason,
+                    raw: String::new(),
+                };
+                skip(parts, item, skipped)?;
+                chunk.counters.process_skip += 1;
+            }
+        }
+    }
+    Ok(chunk)
+}
+
+/// Counts a bad item against the skip limit and records it, or fails the step.
+fn skip<I, O>(
+    parts: &mut ChunkComponents<I, O>,
+    item: BadItem,
+    skipped: &mut i64,
+) -> Result<(), StepError> {
+    if *skipped as u64 >= parts.skip_limit {
+        return Err(StepError::Failed(Box::new(SkipLimitExceeded {
+            item,
+            limit: parts.skip_limit,
+        })));
+    }
+    *skipped += 1;
+    tracing::warn!(%item, "skipping a bad item");
+    if let Some(rejects) = parts.rejects.as_mut() {
+        rejects.reject(&item)?;
+    }
+    Ok(())
+}
+
+fn add(total: &mut StepCounters, chunk: &StepCounters) {
+    total.read += chunk.read;
+    total.filter += chunk.filter;
+    total.read_skip += chunk.read_skip;
+    total.process_skip += chunk.process_skip;
+    total.write_skip += chunk.write_skip;
+}
