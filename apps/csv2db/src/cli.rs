@@ -86,6 +86,9 @@ pub enum Command {
         /// The job execution id.
         id: i64,
     },
+    /// Append random "First,Last" rows to a CSV file, atomically, with a manifest (step1 of
+    /// importUserJob runs this).
+    GeneratePeople(GeneratePeopleArgs),
     /// `csv2db <JOB> [key=value ...]`: the same as `csv2db start <JOB> ...`.
     #[command(external_subcommand)]
     Job(Vec<String>),
@@ -121,6 +124,17 @@ impl StartArgs {
         let argv = std::iter::once("csv2db".to_string()).chain(args.iter().cloned());
         Shorthand::try_parse_from(argv).map(|shorthand| shorthand.start)
     }
+}
+
+/// Arguments of `generate-people`.
+#[derive(Debug, Args)]
+pub struct GeneratePeopleArgs {
+    /// How many rows to append.
+    #[arg(long, default_value_t = 10)]
+    pub count: u64,
+    /// The CSV file to append to.
+    #[arg(long, env = "FILENAME", value_name = "FILE")]
+    pub file: std::path::PathBuf,
 }
 
 /// Arguments of `executions`.

@@ -7,6 +7,8 @@ mod config;
 mod exit;
 mod jobs;
 mod output;
+mod people;
+mod progress;
 
 use std::process::ExitCode;
 

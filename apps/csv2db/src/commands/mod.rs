@@ -9,30 +9,50 @@ use anyhow::Context as _;
 use batch_core::launch::{JobLauncher, JobOperator, LaunchSettings};
 use batch_repository::{ConnectOptions, Repository};
 
-use crate::cli::{Cli, Command, OutputFormat, StartArgs};
+use crate::cli::{Cli, Command, GeneratePeopleArgs, OutputFormat, StartArgs};
 use crate::config::{Overrides, Settings};
 use crate::jobs;
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let settings = Settings::load(&Overrides {
+    let overrides = Overrides {
         config_file: cli.global.config.clone(),
         database_url: cli.global.database_url.clone(),
-    })?;
-    let session = Session {
-        settings,
-        output: cli.global.output,
+    };
+    let output = cli.global.output;
+    let session = || -> anyhow::Result<Session> {
+        Ok(Session {
+            settings: Settings::load(&overrides)?,
+            output,
+        })
     };
     match cli.command {
-        Command::Start(args) => launch::start(&session, args).await,
-        Command::Job(args) => launch::start(&session, StartArgs::from_external(&args)?).await,
-        Command::Restart { id } => launch::restart(&session, id).await,
-        Command::Stop { id } => launch::stop(&session, id).await,
-        Command::Abandon { id } => launch::abandon(&session, id).await,
-        Command::Jobs => inspect::jobs(&session).await,
-        Command::Executions(args) => inspect::executions(&session, args).await,
-        Command::Execution { id } => inspect::execution(&session, id).await,
+        Command::GeneratePeople(args) => generate_people(&args),
+        Command::Start(args) => launch::start(&session()?, args).await,
+        Command::Job(args) => {
+            let args = StartArgs::from_external(&args)?;
+            launch::start(&session()?, args).await
+        }
+        Command::Restart { id } => launch::restart(&session()?, id).await,
+        Command::Stop { id } => launch::stop(&session()?, id).await,
+        Command::Abandon { id } => launch::abandon(&session()?, id).await,
+        Command::Jobs => inspect::jobs(&session()?).await,
+        Command::Executions(args) => inspect::executions(&session()?, args).await,
+        Command::Execution { id } => inspect::execution(&session()?, id).await,
     }
+}
+
+/// `csv2db generate-people`: needs no configuration or database.
+fn generate_people(args: &GeneratePeopleArgs) -> anyhow::Result<u8> {
+    let manifest = crate::people::generate(&args.file, args.count)?;
+    println!(
+        "{}: {} rows, {} bytes, sha256 {}",
+        args.file.display(),
+        manifest.rows,
+        manifest.bytes,
+        manifest.sha256
+    );
+    Ok(crate::exit::OK)
 }
 
 /// What every command works with.

@@ -1,0 +1,416 @@
+//! importUserJob end to end through the binary: exactly once across kill -9 and failures, and
+//! clear errors for bad input. On the embedded SQLite default and on PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Row};
+
+/// Where a test's job runs: a working directory and the metadata database URL.
+struct Site {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Site {
+    fn sqlite() -> Site {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("csv2db.db").display());
+        Site { dir, url }
+    }
+
+    async fn postgres() -> Site {
+        let server = std::env::var("DATABASE_URL")
+            .expect("PostgreSQL tests need DATABASE_URL; run ./scripts/test, which starts a throwaway server");
+        let name = format!("csv2db_import_{}_{}", std::process::id(), fastrand::u64(..));
+        let mut admin = sqlx::PgConnection::connect(&server).await.expect("connect");
+        sqlx::query(AsRef::<str>::as_ref(&format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let base = server.split('?').next().unwrap_or(&server);
+        let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+        Site {
+            dir: tempfile::tempdir().expect("dir"),
+            url: format!("{base}/{name}"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_csv2db"));
+        command
+            .arg("--database-url")
+            .arg(&self.url)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("CSV2DB_CONFIG")
+            .env_remove("SPRING_CONFIG_LOCATION")
+            .env("CSV2DB_LEASE_SECONDS", "1")
+            .env("RUST_LOG", "warn");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run csv2db")
+    }
+
+    /// Runs a query and returns the first column of every row as text.
+    async fn column(&self, sql: &str) -> Vec<String> {
+        self.try_column(sql).await.expect("query")
+    }
+
+    /// Like [`Site::column`], for polling while the schema may not exist yet.
+    async fn try_column(&self, sql: &str) -> Result<Vec<String>, sqlx::Error> {
+        async fn text<C: Connection>(url: &str, sql: &str) -> Result<Vec<String>, sqlx::Error>
+        where
+            for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+            for<'q> <C::Database as sqlx::Database>::Arguments<'q>:
+                sqlx::IntoArguments<'q, C::Database>,
+            String: for<'r> sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+            i64: for<'r> sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+            usize: sqlx::ColumnIndex<<C::Database as sqlx::Database>::Row>,
+        {
+            let mut conn = C::connect(url).await?;
+            let rows = sqlx::query(AsRef::<str>::as_ref(&sql))
+                .fetch_all(&mut conn)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    row.try_get::<Option<String>, _>(0)
+                        .map(Option::unwrap_or_default)
+                        .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+                })
+                .collect()
+        }
+        if self.url.starts_with("sqlite:") {
+            text::<sqlx::SqliteConnection>(&self.url, sql).await
+        } else {
+            text::<sqlx::PgConnection>(&self.url, sql).await
+        }
+    }
+
+    async fn number(&self, sql: &str) -> i64 {
+        self.column(sql)
+            .await
+            .first()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1)
+    }
+
+    /// A number, or -1 while the query cannot run yet.
+    async fn poll_number(&self, sql: &str) -> i64 {
+        match self.try_column(sql).await {
+            Ok(values) => values.first().and_then(|v| v.parse().ok()).unwrap_or(-1),
+            Err(_) => -1,
+        }
+    }
+}
+
+/// Writes `rows` distinct people to `file` and the manifest step2 checks.
+fn write_people(site: &Site, file: &Path, rows: usize) {
+    let mut text = String::with_capacity(rows * 16);
+    for i in 0..rows {
+        text.push_str(&format!("First{i},Last{i}\n"));
+    }
+    std::fs::write(file, text).expect("write input");
+    manifest(site, file);
+}
+
+/// Records `file` as it is now in its manifest (generate-people with no new rows).
+fn manifest(site: &Site, file: &Path) {
+    let output = site.run(&[
+        "generate-people",
+        "--count",
+        "0",
+        "--file",
+        &file.display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn kill_minus_9_mid_import_then_restart_writes_every_row_exactly_once(site: Site) {
+    const ROWS: usize = 300_000;
+    let file = site.path("people.csv");
+    write_people(&site, &file, ROWS);
+    let location = format!("jobFileLocation={}", file.display());
+    let args = [
+        "importUserJob",
+        location.as_str(),
+        "count=0",
+        "chunkSize=500",
+        "batchRun=1",
+    ];
+    let mut child = site
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let written = site
+            .poll_number("SELECT COALESCE(MAX(WRITE_COUNT), 0) FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step2'")
+            .await;
+        if written > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "step2 never committed a chunk");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the import finished before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+
+    let committed = site.number("SELECT COUNT(*) FROM people").await;
+    let recorded = site
+        .number("SELECT WRITE_COUNT FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step2'")
+        .await;
+    assert_eq!(
+        committed, recorded,
+        "rows and the step's counter commit together"
+    );
+    assert_eq!(committed % 500, 0, "only whole chunks commit");
+    assert!((committed as usize) < ROWS, "killed mid-import");
+    assert_eq!(
+        site.column("SELECT STATUS FROM BATCH_JOB_EXECUTION").await,
+        ["STARTED"]
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let output = site.run(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        site.number("SELECT COUNT(*) FROM people").await,
+        ROWS as i64
+    );
+    assert_eq!(
+        site.number("SELECT COUNT(DISTINCT first_name) FROM people")
+            .await,
+        ROWS as i64
+    );
+    assert_eq!(
+        site.column("SELECT STATUS FROM BATCH_JOB_EXECUTION ORDER BY JOB_EXECUTION_ID")
+            .await,
+        ["FAILED", "COMPLETED"],
+        "the crashed execution is recovered as FAILED"
+    );
+    let resumed = site
+        .number("SELECT READ_COUNT FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step2' AND JOB_EXECUTION_ID = 2")
+        .await;
+    assert_eq!(
+        resumed,
+        ROWS as i64 - committed,
+        "the restart reads only what was not committed"
+    );
+    assert_eq!(
+        site.number("SELECT COUNT(*) FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step1'")
+            .await,
+        1,
+        "the completed step1 is not run again"
+    );
+}
+
+async fn a_bad_line_fails_with_its_line_number_and_a_restart_resumes_after_the_fix(site: Site) {
+    let file = site.path("people.csv");
+    let mut text = String::new();
+    for i in 0..25 {
+        text.push_str(&format!("First{i},Last{i}\n"));
+    }
+    text = text.replace("First17,Last17\n", "First17,Last17,Extra\n");
+    std::fs::write(&file, &text).expect("write");
+    manifest(&site, &file);
+    let location = format!("jobFileLocation={}", file.display());
+    let args = [
+        "importUserJob",
+        location.as_str(),
+        "count=0",
+        "chunkSize=10",
+        "batchRun=1",
+    ];
+    let output = site.run(&args);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let message = site
+        .column("SELECT EXIT_MESSAGE FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step2'")
+        .await;
+    assert!(
+        message[0].contains("line 18") && message[0].contains("expected 2 fields, found 3"),
+        "{message:?}"
+    );
+    assert_eq!(
+        site.number("SELECT COUNT(*) FROM people").await,
+        10,
+        "the first chunk committed, the second did not"
+    );
+
+    std::fs::write(
+        &file,
+        text.replace("First17,Last17,Extra\n", "First17,Last17\n"),
+    )
+    .expect("fix");
+    manifest(&site, &file);
+    let output = site.run(&["restart", "1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(site.number("SELECT COUNT(*) FROM people").await, 25);
+    assert_eq!(
+        site.number("SELECT COUNT(DISTINCT first_name) FROM people")
+            .await,
+        25
+    );
+}
+
+async fn bad_lines_within_the_skip_limit_are_skipped_into_a_rejects_file(site: Site) {
+    let file = site.path("people.csv");
+    let long = "x".repeat(21);
+    std::fs::write(
+        &file,
+        format!("Ann,Lee\nBob,{long}\nCat,Fox,Extra\nDan,Ray\n"),
+    )
+    .expect("write");
+    manifest(&site, &file);
+    let location = format!("jobFileLocation={}", file.display());
+    let output = site.run(&[
+        "importUserJob",
+        &location,
+        "count=0",
+        "skipLimit=2",
+        "batchRun=1",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        site.column("SELECT first_name FROM people ORDER BY person_id")
+            .await,
+        ["ANN", "DAN"]
+    );
+    let counters = site
+        .column("SELECT READ_COUNT || '/' || WRITE_COUNT || '/' || READ_SKIP_COUNT || '/' || PROCESS_SKIP_COUNT FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step2'")
+        .await;
+    assert_eq!(counters, ["3/2/1/1"]);
+    let rejects = std::fs::read_to_string(site.path("people.csv.rejects")).expect("rejects file");
+    assert!(
+        rejects.contains("line 2") || rejects.contains("\n2,"),
+        "{rejects}"
+    );
+    assert!(
+        rejects.contains("21 characters") && rejects.contains("expected 2 fields, found 3"),
+        "{rejects}"
+    );
+
+    let output = site.run(&[
+        "importUserJob",
+        &location,
+        "count=0",
+        "skipLimit=1",
+        "batchRun=2",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "over the limit: {}",
+        stderr(&output)
+    );
+    let message = site.column("SELECT EXIT_MESSAGE FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step2' ORDER BY STEP_EXECUTION_ID DESC").await;
+    assert!(
+        message[0].contains("line 3") && message[0].contains("skip limit 1 exceeded"),
+        "{message:?}"
+    );
+}
+
+async fn a_restart_refuses_a_file_changed_since_step1(site: Site) {
+    let file = site.path("people.csv");
+    std::fs::write(&file, "Ann,Lee\nBob,Ray,Extra\n").expect("write");
+    let location = format!("jobFileLocation={}", file.display());
+    let output = site.run(&["importUserJob", &location, "count=0", "batchRun=1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    std::fs::write(&file, "Ann,Lee\nBob,Ray\n").expect("changed behind step1's back");
+    let output = site.run(&["restart", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let message = site
+        .column("SELECT EXIT_MESSAGE FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step2' ORDER BY STEP_EXECUTION_ID DESC")
+        .await;
+    assert!(
+        message[0].contains("does not match its manifest"),
+        "{message:?}"
+    );
+    assert_eq!(site.number("SELECT COUNT(*) FROM people").await, 0);
+}
+
+async fn the_seed_launch_generates_and_imports(site: Site) {
+    let location = format!(
+        "jobFileLocation={}",
+        site.path("test/myfile2.csv").display()
+    );
+    let output = site.run(&["importUserJob", &location, "batchRun=2"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let names = site
+        .column("SELECT first_name || ' ' || last_name FROM people")
+        .await;
+    assert_eq!(names.len(), 10);
+    assert!(
+        names.iter().all(|name| name == &name.to_uppercase()),
+        "{names:?}"
+    );
+    let again = site.run(&["importUserJob", &location, "batchRun=2"]);
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "a completed instance is refused"
+    );
+    let next = site.run(&[
+        "importUserJob",
+        &location,
+        "batchRun=2",
+        "count=5",
+        "--next",
+    ]);
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    assert_eq!(
+        site.number("SELECT COUNT(*) FROM people").await,
+        10 + 15,
+        "step1 appends, step2 imports the file"
+    );
+}
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Site::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Site::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    kill_minus_9_mid_import_then_restart_writes_every_row_exactly_once,
+    a_bad_line_fails_with_its_line_number_and_a_restart_resumes_after_the_fix,
+    bad_lines_within_the_skip_limit_are_skipped_into_a_rejects_file,
+    a_restart_refuses_a_file_changed_since_step1,
+    the_seed_launch_generates_and_imports,
+);
