@@ -56,6 +56,9 @@
 //! [kubernetes]
 //! namespace = "batch"
 //! pvc_name = "spring-batch-claim"
+//! backend = "auto"            # auto, kubernetes or local: where container steps run
+//! image = "csv2db:0.1.0"      # the image container steps running csv2db use
+//! mount_path = "/test"        # where they mount the claim
 //! ```
 //!
 //! # Environment variables
@@ -70,6 +73,9 @@
 //! | `CSV2DB_SPRING_BATCH_VERSION` | `batch.spring_batch_version` |
 //! | `CSV2DB_NAMESPACE` | `kubernetes.namespace` |
 //! | `CSV2DB_PVC_NAME` | `kubernetes.pvc_name` |
+//! | `CSV2DB_STEP_BACKEND` | `kubernetes.backend` |
+//! | `CSV2DB_IMAGE` | `kubernetes.image` |
+//! | `CSV2DB_MOUNT_PATH` | `kubernetes.mount_path` |
 //!
 //! Passwords never appear in `Debug` output or in [`ConfigError`] messages.
 
@@ -248,6 +254,13 @@ pub struct KubernetesSettings {
     pub namespace: Option<String>,
     /// The persistent volume claim holding the input files (`openshift.pvc.name`).
     pub pvc_name: Option<String>,
+    /// Where container steps run: `auto` (Kubernetes inside a cluster, local processes
+    /// elsewhere), `kubernetes` or `local`.
+    pub backend: Option<String>,
+    /// The image of container steps that run csv2db's own commands.
+    pub image: Option<String>,
+    /// Where container steps mount the claim.
+    pub mount_path: Option<String>,
 }
 
 /// Values given on the command line; highest precedence.
@@ -423,6 +436,9 @@ impl Default for RawBatch {
 struct RawKubernetes {
     namespace: Option<String>,
     pvc_name: Option<String>,
+    backend: Option<String>,
+    image: Option<String>,
+    mount_path: Option<String>,
 }
 
 impl RawSettings {
@@ -442,6 +458,9 @@ impl RawSettings {
             kubernetes: KubernetesSettings {
                 namespace: non_empty(self.kubernetes.namespace),
                 pvc_name: non_empty(self.kubernetes.pvc_name),
+                backend: non_empty(self.kubernetes.backend),
+                image: non_empty(self.kubernetes.image),
+                mount_path: non_empty(self.kubernetes.mount_path),
             },
         }
     }
@@ -843,6 +862,24 @@ const ENV_VARS: &[EnvVar] = &[
         name: "CSV2DB_PVC_NAME",
         section: "kubernetes",
         field: "pvc_name",
+        kind: ValueKind::Text,
+    },
+    EnvVar {
+        name: "CSV2DB_STEP_BACKEND",
+        section: "kubernetes",
+        field: "backend",
+        kind: ValueKind::Text,
+    },
+    EnvVar {
+        name: "CSV2DB_IMAGE",
+        section: "kubernetes",
+        field: "image",
+        kind: ValueKind::Text,
+    },
+    EnvVar {
+        name: "CSV2DB_MOUNT_PATH",
+        section: "kubernetes",
+        field: "mount_path",
         kind: ValueKind::Text,
     },
 ];

@@ -9,6 +9,7 @@ mod jobs;
 mod output;
 mod people;
 mod progress;
+mod runner;
 
 use std::process::ExitCode;
 

@@ -8,7 +8,8 @@ use batch_core::BatchStatus;
 use batch_core::job::parameters::{JobParameter, JobParameters};
 use batch_core::repository::{JobRepository, LaunchRequest};
 use batch_core::status::ExitStatus;
-use batch_repository::{ConnectOptions, SpringBatchVersion, connect};
+use batch_repository::SpringBatchVersion;
+use batch_testkit::TestDb;
 
 /// Runs csv2db in `dir` with a clean configuration environment.
 fn csv2db(dir: &Path, args: &[&str]) -> Output {
@@ -31,18 +32,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The embedded repository csv2db uses in `dir`.
-async fn embedded(dir: &Path) -> std::sync::Arc<dyn JobRepository> {
-    connect(&ConnectOptions {
-        url: format!("sqlite://{}", dir.join("csv2db.db").display()),
-        version: SpringBatchVersion::V6,
-        ..Default::default()
-    })
-    .await
-    .expect("open the embedded repository")
-    .job_repository()
 }
 
 /// Records a FAILED execution of `job` as a launcher would.
@@ -144,8 +133,8 @@ fn an_unknown_execution_exits_2() {
 
 #[tokio::test]
 async fn listings_show_executions_steps_and_exit_messages() {
-    let dir = tempfile::tempdir().expect("dir");
-    let repository = embedded(dir.path()).await;
+    let db = TestDb::sqlite();
+    let repository = db.connect(SpringBatchVersion::V6).await.job_repository();
     let id = failed_execution(
         repository.as_ref(),
         "importUserJob",
@@ -153,7 +142,7 @@ async fn listings_show_executions_steps_and_exit_messages() {
     )
     .await;
 
-    let output = csv2db(dir.path(), &["executions"]);
+    let output = csv2db(db.dir(), &["executions"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let table = stdout(&output);
     assert!(
@@ -167,14 +156,14 @@ async fn listings_show_executions_steps_and_exit_messages() {
         "{table}"
     );
 
-    let output = csv2db(dir.path(), &["executions", "--status", "completed"]);
+    let output = csv2db(db.dir(), &["executions", "--status", "completed"]);
     assert!(
         !stdout(&output).contains("importUserJob"),
         "{}",
         stdout(&output)
     );
 
-    let output = csv2db(dir.path(), &["-o", "json", "execution", &id.to_string()]);
+    let output = csv2db(db.dir(), &["-o", "json", "execution", &id.to_string()]);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(json["id"], id);
     assert_eq!(json["status"], "FAILED");
@@ -188,14 +177,14 @@ async fn listings_show_executions_steps_and_exit_messages() {
     assert_eq!(json["parameters"][0]["name"], "batchRun");
     assert_eq!(json["parameters"][0]["type"], "java.lang.String");
 
-    let output = csv2db(dir.path(), &["execution", &id.to_string()]);
+    let output = csv2db(db.dir(), &["execution", &id.to_string()]);
     assert!(
         stdout(&output).contains("cannot watch jobs.batch"),
         "{}",
         stdout(&output)
     );
 
-    let output = csv2db(dir.path(), &["jobs", "-o", "json"]);
+    let output = csv2db(db.dir(), &["jobs", "-o", "json"]);
     let jobs: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let listed = jobs
         .as_array()
@@ -210,8 +199,8 @@ async fn listings_show_executions_steps_and_exit_messages() {
 
 #[tokio::test]
 async fn stop_and_abandon_follow_spring_batch_rules() {
-    let dir = tempfile::tempdir().expect("dir");
-    let repository = embedded(dir.path()).await;
+    let db = TestDb::sqlite();
+    let repository = db.connect(SpringBatchVersion::V6).await.job_repository();
     let failed = failed_execution(repository.as_ref(), "importUserJob", "boom").await;
     let parameters = JobParameters::new().with("batchRun", JobParameter::string("7"));
     let running = repository
@@ -224,14 +213,14 @@ async fn stop_and_abandon_follow_spring_batch_rules() {
         .expect("create")
         .id;
 
-    let output = csv2db(dir.path(), &["stop", &failed.to_string()]);
+    let output = csv2db(db.dir(), &["stop", &failed.to_string()]);
     assert_eq!(
         output.status.code(),
         Some(2),
         "a FAILED execution cannot be stopped: {}",
         stderr(&output)
     );
-    let output = csv2db(dir.path(), &["abandon", &running.to_string()]);
+    let output = csv2db(db.dir(), &["abandon", &running.to_string()]);
     assert_eq!(
         output.status.code(),
         Some(2),
@@ -239,7 +228,7 @@ async fn stop_and_abandon_follow_spring_batch_rules() {
         stderr(&output)
     );
 
-    let output = csv2db(dir.path(), &["stop", &running.to_string()]);
+    let output = csv2db(db.dir(), &["stop", &running.to_string()]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stdout(&output).contains("STOPPING"), "{}", stdout(&output));
     assert_eq!(
@@ -252,7 +241,7 @@ async fn stop_and_abandon_follow_spring_batch_rules() {
         BatchStatus::Stopping
     );
 
-    let output = csv2db(dir.path(), &["abandon", &failed.to_string()]);
+    let output = csv2db(db.dir(), &["abandon", &failed.to_string()]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         repository

@@ -1,53 +1,26 @@
 //! importUserJob end to end through the binary: exactly once across kill -9 and failures, and
 //! clear errors for bad input. On the embedded SQLite default and on PostgreSQL.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, Row};
+use batch_testkit::{TestDb, on_both_databases};
 
-/// Where a test's job runs: a working directory and the metadata database URL.
-struct Site {
-    dir: tempfile::TempDir,
-    url: String,
+/// Runs csv2db on a test's database, in its directory.
+trait Csv2db {
+    fn command(&self, args: &[&str]) -> Command;
+    fn run(&self, args: &[&str]) -> Output;
 }
 
-impl Site {
-    fn sqlite() -> Site {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}", dir.path().join("csv2db.db").display());
-        Site { dir, url }
-    }
-
-    async fn postgres() -> Site {
-        let server = std::env::var("DATABASE_URL")
-            .expect("PostgreSQL tests need DATABASE_URL; run ./scripts/test, which starts a throwaway server");
-        let name = format!("csv2db_import_{}_{}", std::process::id(), fastrand::u64(..));
-        let mut admin = sqlx::PgConnection::connect(&server).await.expect("connect");
-        sqlx::query(AsRef::<str>::as_ref(&format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let base = server.split('?').next().unwrap_or(&server);
-        let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
-        Site {
-            dir: tempfile::tempdir().expect("dir"),
-            url: format!("{base}/{name}"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
+impl Csv2db for TestDb {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_csv2db"));
         command
             .arg("--database-url")
             .arg(&self.url)
             .args(args)
-            .current_dir(self.dir.path())
+            .current_dir(self.dir())
             .env_remove("CSV2DB_CONFIG")
             .env_remove("SPRING_CONFIG_LOCATION")
             .env("CSV2DB_LEASE_SECONDS", "1")
@@ -58,61 +31,10 @@ impl Site {
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run csv2db")
     }
-
-    /// Runs a query and returns the first column of every row as text.
-    async fn column(&self, sql: &str) -> Vec<String> {
-        self.try_column(sql).await.expect("query")
-    }
-
-    /// Like [`Site::column`], for polling while the schema may not exist yet.
-    async fn try_column(&self, sql: &str) -> Result<Vec<String>, sqlx::Error> {
-        async fn text<C: Connection>(url: &str, sql: &str) -> Result<Vec<String>, sqlx::Error>
-        where
-            for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
-            for<'q> <C::Database as sqlx::Database>::Arguments<'q>:
-                sqlx::IntoArguments<'q, C::Database>,
-            String: for<'r> sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
-            i64: for<'r> sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
-            usize: sqlx::ColumnIndex<<C::Database as sqlx::Database>::Row>,
-        {
-            let mut conn = C::connect(url).await?;
-            let rows = sqlx::query(AsRef::<str>::as_ref(&sql))
-                .fetch_all(&mut conn)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    row.try_get::<Option<String>, _>(0)
-                        .map(Option::unwrap_or_default)
-                        .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
-                })
-                .collect()
-        }
-        if self.url.starts_with("sqlite:") {
-            text::<sqlx::SqliteConnection>(&self.url, sql).await
-        } else {
-            text::<sqlx::PgConnection>(&self.url, sql).await
-        }
-    }
-
-    async fn number(&self, sql: &str) -> i64 {
-        self.column(sql)
-            .await
-            .first()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1)
-    }
-
-    /// A number, or -1 while the query cannot run yet.
-    async fn poll_number(&self, sql: &str) -> i64 {
-        match self.try_column(sql).await {
-            Ok(values) => values.first().and_then(|v| v.parse().ok()).unwrap_or(-1),
-            Err(_) => -1,
-        }
-    }
 }
 
 /// Writes `rows` distinct people to `file` and the manifest step2 checks.
-fn write_people(site: &Site, file: &Path, rows: usize) {
+fn write_people(site: &TestDb, file: &Path, rows: usize) {
     let mut text = String::with_capacity(rows * 16);
     for i in 0..rows {
         text.push_str(&format!("First{i},Last{i}\n"));
@@ -122,7 +44,7 @@ fn write_people(site: &Site, file: &Path, rows: usize) {
 }
 
 /// Records `file` as it is now in its manifest (generate-people with no new rows).
-fn manifest(site: &Site, file: &Path) {
+fn manifest(site: &TestDb, file: &Path) {
     let output = site.run(&[
         "generate-people",
         "--count",
@@ -141,7 +63,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-async fn kill_minus_9_mid_import_then_restart_writes_every_row_exactly_once(site: Site) {
+async fn kill_minus_9_mid_import_then_restart_writes_every_row_exactly_once(site: TestDb) {
     const ROWS: usize = 300_000;
     let file = site.path("people.csv");
     write_people(&site, &file, ROWS);
@@ -226,7 +148,7 @@ async fn kill_minus_9_mid_import_then_restart_writes_every_row_exactly_once(site
     );
 }
 
-async fn a_bad_line_fails_with_its_line_number_and_a_restart_resumes_after_the_fix(site: Site) {
+async fn a_bad_line_fails_with_its_line_number_and_a_restart_resumes_after_the_fix(site: TestDb) {
     let file = site.path("people.csv");
     let mut text = String::new();
     for i in 0..25 {
@@ -274,7 +196,7 @@ async fn a_bad_line_fails_with_its_line_number_and_a_restart_resumes_after_the_f
     );
 }
 
-async fn bad_lines_within_the_skip_limit_are_skipped_into_a_rejects_file(site: Site) {
+async fn bad_lines_within_the_skip_limit_are_skipped_into_a_rejects_file(site: TestDb) {
     let file = site.path("people.csv");
     let long = "x".repeat(21);
     std::fs::write(
@@ -331,7 +253,7 @@ async fn bad_lines_within_the_skip_limit_are_skipped_into_a_rejects_file(site: S
     );
 }
 
-async fn a_restart_refuses_a_file_changed_since_step1(site: Site) {
+async fn a_restart_refuses_a_file_changed_since_step1(site: TestDb) {
     let file = site.path("people.csv");
     std::fs::write(&file, "Ann,Lee\nBob,Ray,Extra\n").expect("write");
     let location = format!("jobFileLocation={}", file.display());
@@ -350,7 +272,7 @@ async fn a_restart_refuses_a_file_changed_since_step1(site: Site) {
     assert_eq!(site.number("SELECT COUNT(*) FROM people").await, 0);
 }
 
-async fn the_seed_launch_generates_and_imports(site: Site) {
+async fn the_seed_launch_generates_and_imports(site: TestDb) {
     let location = format!(
         "jobFileLocation={}",
         site.path("test/myfile2.csv").display()
@@ -384,27 +306,6 @@ async fn the_seed_launch_generates_and_imports(site: Site) {
         10 + 15,
         "step1 appends, step2 imports the file"
     );
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Site::sqlite()).await;
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Site::postgres().await).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_databases!(

@@ -108,7 +108,7 @@ async fn create_table(pool: &PgPool, target: &TableTarget) -> Result<(), WriteEr
     if target.create_postgres.trim().is_empty() {
         return Ok(());
     }
-    sqlx::raw_sql(AsRef::<str>::as_ref(&target.create_postgres.clone()))
+    sqlx::raw_sql(&target.create_postgres)
         .execute(pool)
         .await
         .map_err(|error| target.database_error("creating", error))?;

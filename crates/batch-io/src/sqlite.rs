@@ -128,7 +128,7 @@ impl<T: TableRow> ItemWriter<T> for SqliteInsertWriter<T> {
         self.full_statement()?;
         let target = &self.target;
         if !target.create_sqlite.trim().is_empty() {
-            sqlx::raw_sql(AsRef::<str>::as_ref(&target.create_sqlite.clone()))
+            sqlx::raw_sql(&target.create_sqlite)
                 .execute(&self.pool)
                 .await
                 .map_err(|error| target.database_error("creating", error))?;

@@ -1,10 +1,8 @@
 //! The table writers on a real job repository (SQLite files and PostgreSQL databases): rows
 //! commit with the step's progress or not at all, and every value round-trips exactly.
 
-mod support;
-
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use batch_core::job::parameters::{JobParameter, JobParameters};
 use batch_core::repository::{JobRepository, LaunchRequest};
@@ -14,8 +12,8 @@ use batch_core::{BatchStatus, ExecutionContext};
 use batch_io::postgres::{PgCopyWriter, PgInsertWriter};
 use batch_io::sqlite::SqliteInsertWriter;
 use batch_io::table::TableTarget;
-use batch_repository::Repository;
-use support::TestDb;
+use batch_repository::{Repository, SpringBatchVersion};
+use batch_testkit::{TestDb, on_both_databases};
 
 /// A `people` row: first and last name, `None` for NULL.
 type Person = Vec<Option<String>>;
@@ -54,7 +52,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new(db: TestDb) -> Self {
-        let repository = db.connect().await;
+        let repository = db.connect(SpringBatchVersion::V6).await;
         let jobs = repository.job_repository();
         let parameters: JobParameters = [("run".to_string(), JobParameter::string("1"))]
             .into_iter()
@@ -338,7 +336,7 @@ mod postgres_only {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_value_too_long_fails_the_copy_and_the_chunk_rolls_back() {
-        let mut fixture = Fixture::new(support::postgres().await).await;
+        let mut fixture = Fixture::new(TestDb::postgres().await).await;
         let mut writer = fixture.writer();
         writer.open().await.expect("open");
         let mut chunk = numbered(0, 100);
@@ -360,7 +358,7 @@ mod postgres_only {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_insert_baseline_writes_the_same_rows() {
-        let mut fixture = Fixture::new(support::postgres().await).await;
+        let mut fixture = Fixture::new(TestDb::postgres().await).await;
         let pool = fixture.repository.pg_pool().expect("pg").clone();
         let mut writer = PgInsertWriter::<Person>::new(pool, people());
         writer.open().await.expect("open");
@@ -370,124 +368,5 @@ mod postgres_only {
         let rows = fixture.rows().await;
         assert_eq!(names(&rows), [awkward_people(), numbered(0, 50)].concat());
         assert_ascending(&rows);
-    }
-}
-
-/// Throughput measurements, not run by default:
-/// `cargo test --release -p batch-io --test writers -- --ignored --nocapture --test-threads 1`
-/// (`BENCH_ROWS`, default 1,000,000; `BENCH_CHUNK`, default 10,000; `BENCH_R`, the SQLite
-/// rows per statement to try, comma-separated).
-mod throughput {
-    use super::*;
-
-    fn setting(name: &str, default: usize) -> usize {
-        std::env::var(name)
-            .ok()
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(default)
-    }
-
-    /// Writes `BENCH_ROWS` people through `writer` in `BENCH_CHUNK`-item chunks; rows/s.
-    async fn run(fixture: &mut Fixture, writer: &mut dyn ItemWriter<Person>) -> f64 {
-        let rows = setting("BENCH_ROWS", 1_000_000);
-        let chunk = setting("BENCH_CHUNK", 10_000).max(1);
-        let items = numbered(0, rows);
-        writer.open().await.expect("open");
-        let start = Instant::now();
-        for chunk in items.chunks(chunk) {
-            fixture.commit_chunk(writer, chunk).await;
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        let count: usize = fixture
-            .db
-            .scalar("SELECT CAST(COUNT(*) AS TEXT) FROM people")
-            .await
-            .parse()
-            .expect("count");
-        assert_eq!(count, rows);
-        rows as f64 / elapsed
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "benchmark"]
-    async fn sqlite_rows_per_statement() {
-        let sizes = std::env::var("BENCH_R").unwrap_or_else(|_| "1,64,256,512,1024,4096".into());
-        for rows_per_statement in sizes.split(',').filter_map(|size| size.trim().parse().ok()) {
-            let mut fixture = Fixture::new(support::sqlite()).await;
-            let pool = fixture.repository.sqlite_pool().expect("sqlite").clone();
-            let mut writer = SqliteInsertWriter::<Person>::new(pool, people())
-                .with_rows_per_statement(rows_per_statement);
-            let rate = run(&mut fixture, &mut writer).await;
-            println!("sqlite R={rows_per_statement}: {rate:.0} rows/s");
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "benchmark"]
-    async fn postgres_copy_and_insert() {
-        let mut fixture = Fixture::new(support::postgres().await).await;
-        let pool = fixture.repository.pg_pool().expect("pg").clone();
-        let rate = run(
-            &mut fixture,
-            &mut PgCopyWriter::<Person>::new(pool, people()),
-        )
-        .await;
-        println!("postgres COPY binary: {rate:.0} rows/s");
-        let mut fixture = Fixture::new(support::postgres().await).await;
-        let pool = fixture.repository.pg_pool().expect("pg").clone();
-        let rate = run(
-            &mut fixture,
-            &mut PgInsertWriter::<Person>::new(pool, people()),
-        )
-        .await;
-        println!("postgres INSERT per row: {rate:.0} rows/s");
-        let mut fixture = Fixture::new(support::postgres().await).await;
-        let pool = fixture.repository.pg_pool().expect("pg").clone();
-        let rate = run(&mut fixture, &mut TextCopyWriter(pool)).await;
-        println!("postgres COPY text (for comparison): {rate:.0} rows/s");
-    }
-
-    /// COPY in text format, for comparison with the binary format (plain names only).
-    struct TextCopyWriter(sqlx::PgPool);
-
-    #[async_trait::async_trait]
-    impl ItemWriter<Person> for TextCopyWriter {
-        async fn open(&mut self) -> Result<(), batch_core::step::BoxError> {
-            sqlx::raw_sql(AsRef::<str>::as_ref(&people().create_postgres))
-                .execute(&self.0)
-                .await?;
-            Ok(())
-        }
-
-        async fn write(
-            &mut self,
-            items: &[Person],
-            transaction: &mut dyn batch_core::step::item::ChunkTransaction,
-        ) -> Result<(), batch_core::step::BoxError> {
-            let transaction = transaction
-                .connection()
-                .downcast_mut::<sqlx::Transaction<'static, sqlx::Postgres>>()
-                .expect("PostgreSQL");
-            let mut copy = transaction
-                .copy_in_raw("COPY people (first_name, last_name) FROM STDIN")
-                .await?;
-            let mut buffer = Vec::with_capacity(1 << 20);
-            for item in items {
-                for (index, field) in item.iter().enumerate() {
-                    if index > 0 {
-                        buffer.push(b'\t');
-                    }
-                    buffer.extend_from_slice(field.as_deref().unwrap_or("\\N").as_bytes());
-                }
-                buffer.push(b'\n');
-                if buffer.len() >= 1 << 20 {
-                    copy.send(buffer.as_slice()).await?;
-                    buffer.clear();
-                }
-            }
-            copy.send(buffer.as_slice()).await?;
-            copy.finish().await?;
-            Ok(())
-        }
     }
 }

@@ -6,15 +6,17 @@
 //! [`ContainerRunner`](runner::ContainerRunner) runs it, and a
 //! [`ContainerJobStep`](step::ContainerJobStep) puts it into a job, recording the outcome and the
 //! log tail in the step execution. [`LocalRunner`](local::LocalRunner) runs the command as a local
-//! process (no image, no volumes, no isolation); the Kubernetes backend is not part of this
-//! crate yet. This crate does not launch jobs or store metadata: that is `batch-core` and
-//! `batch-repository`.
+//! process (no image, no volumes, no isolation); [`KubeRunner`] runs it as a Kubernetes Job
+//! (module [`kube`]). This crate does not launch jobs or store metadata: that is
+//! `batch-core` and `batch-repository`.
 
+pub mod kube;
 pub mod local;
 pub mod runner;
 pub mod spec;
 pub mod step;
 
+pub use self::kube::{KubeError, KubeRunner, LauncherPod, in_cluster};
 pub use local::LocalRunner;
 pub use runner::{ContainerOutcome, ContainerRunner, RunContext, RunnerError};
 pub use spec::{

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPool
 use sqlx::query::Query;
 use sqlx::{Column, Connection, Row as _, TypeInfo, ValueRef};
 
-use crate::sql::{Arg, Backend, Row, Tx, Value, retry_connect};
+use crate::sql::{Arg, Backend, Row, Tx, Value, impl_sqlx_tx, retry_connect};
 
 /// A PostgreSQL metadata database.
 pub(crate) struct Postgres {
@@ -46,6 +46,19 @@ impl Backend for Postgres {
 
     async fn begin_read(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
         self.begin().await
+    }
+
+    /// A chunk commits without waiting for its WAL to reach disk (`synchronous_commit = off`
+    /// for this transaction only). The chunk's rows and the step's progress stay atomic, and
+    /// PostgreSQL replays WAL in order, so a server crash can only lose the newest chunks
+    /// together with their progress, which a restart then redoes. The step's and the job's
+    /// final updates commit synchronously, which makes every chunk before them durable before
+    /// COMPLETED is recorded.
+    async fn begin_chunk(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        tx.execute("SET LOCAL synchronous_commit = off", vec![])
+            .await?;
+        Ok(tx)
     }
 }
 
@@ -104,35 +117,12 @@ fn decode(row: &PgRow) -> Result<Row, sqlx::Error> {
     Ok(Row(values))
 }
 
-#[async_trait]
-impl Tx for PgTx {
-    async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
-        let query = bind(sqlx::query(AsRef::<str>::as_ref(&sql)), args);
-        Ok(query.execute(&mut *self.0).await?.rows_affected())
-    }
-
-    async fn query(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, sqlx::Error> {
-        let query = bind(sqlx::query(AsRef::<str>::as_ref(&sql)), args);
-        query
-            .fetch_all(&mut *self.0)
-            .await?
-            .iter()
-            .map(decode)
-            .collect()
-    }
-
+impl_sqlx_tx!(
+    PgTx,
     async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error> {
         let sql = format!("SELECT nextval('{sequence}')");
-        sqlx::query_scalar::<_, i64>(AsRef::<str>::as_ref(&sql))
+        sqlx::query_scalar::<_, i64>(&sql)
             .fetch_one(&mut *self.0)
             .await
     }
-
-    async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
-        self.0.commit().await
-    }
-
-    fn connection(&mut self) -> &mut (dyn std::any::Any + Send) {
-        &mut self.0
-    }
-}
+);

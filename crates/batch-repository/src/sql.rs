@@ -172,7 +172,46 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn begin(&self) -> Result<Box<dyn Tx>, sqlx::Error>;
     /// A transaction that only reads.
     async fn begin_read(&self) -> Result<Box<dyn Tx>, sqlx::Error>;
+    /// A transaction for one chunk of a chunk step.
+    async fn begin_chunk(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
+        self.begin().await
+    }
 }
+
+/// Implements [`Tx`] for a newtype over a `sqlx::Transaction`, given a `bind` and a `decode`
+/// function in scope: the methods every database shares, plus `$next_id`, which differs.
+macro_rules! impl_sqlx_tx {
+    ($tx:ty, $($next_id:tt)*) => {
+        #[async_trait::async_trait]
+        impl Tx for $tx {
+        async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+            let query = bind(sqlx::query(sql), args);
+            Ok(query.execute(&mut *self.0).await?.rows_affected())
+        }
+
+        async fn query(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, sqlx::Error> {
+            let query = bind(sqlx::query(sql), args);
+            query
+                .fetch_all(&mut *self.0)
+                .await?
+                .iter()
+                .map(decode)
+                .collect()
+        }
+
+        async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
+            self.0.commit().await
+        }
+
+        fn connection(&mut self) -> &mut (dyn std::any::Any + Send) {
+            &mut self.0
+        }
+
+        $($next_id)*
+        }
+    };
+}
+pub(crate) use impl_sqlx_tx;
 
 /// Runs `attempt` until it succeeds, fails with an error `transient` does not accept, or
 /// `patience` has passed; waits a little between attempts.

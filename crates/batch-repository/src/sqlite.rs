@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Column, Row as _, TypeInfo, ValueRef};
 
-use crate::sql::{Arg, Backend, Row, SQLITE_TIME_FORMAT, Tx, Value, retry_connect};
+use crate::sql::{Arg, Backend, Row, SQLITE_TIME_FORMAT, Tx, Value, impl_sqlx_tx, retry_connect};
 
 /// A SQLite metadata database file.
 pub(crate) struct Sqlite {
@@ -103,50 +103,21 @@ fn decode(row: &SqliteRow) -> Result<Row, sqlx::Error> {
     Ok(Row(values))
 }
 
-#[async_trait]
-impl Tx for SqliteTx {
-    async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
-        let query = bind(sqlx::query(AsRef::<str>::as_ref(&sql)), args);
-        Ok(query.execute(&mut *self.0).await?.rows_affected())
-    }
-
-    async fn query(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, sqlx::Error> {
-        let query = bind(sqlx::query(AsRef::<str>::as_ref(&sql)), args);
-        query
-            .fetch_all(&mut *self.0)
-            .await?
-            .iter()
-            .map(decode)
-            .collect()
-    }
-
+impl_sqlx_tx!(
+    SqliteTx,
     /// Spring Batch's `SqliteMaxValueIncrementer`: insert a row into the sequence table, take
     /// the largest rowid, delete the rows below it.
     async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query(AsRef::<str>::as_ref(&format!(
-            "INSERT INTO {sequence} VALUES (NULL)"
-        )))
-        .execute(&mut *self.0)
-        .await?;
-        let id: i64 = sqlx::query_scalar(AsRef::<str>::as_ref(&format!(
-            "SELECT MAX(ROWID) FROM {sequence}"
-        )))
-        .fetch_one(&mut *self.0)
-        .await?;
-        sqlx::query(AsRef::<str>::as_ref(&format!(
-            "DELETE FROM {sequence} WHERE ID < $1"
-        )))
-        .bind(id)
-        .execute(&mut *self.0)
-        .await?;
+        sqlx::query(&format!("INSERT INTO {sequence} VALUES (NULL)"))
+            .execute(&mut *self.0)
+            .await?;
+        let id: i64 = sqlx::query_scalar(&format!("SELECT MAX(ROWID) FROM {sequence}"))
+            .fetch_one(&mut *self.0)
+            .await?;
+        sqlx::query(&format!("DELETE FROM {sequence} WHERE ID < $1"))
+            .bind(id)
+            .execute(&mut *self.0)
+            .await?;
         Ok(id)
     }
-
-    async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
-        self.0.commit().await
-    }
-
-    fn connection(&mut self) -> &mut (dyn std::any::Any + Send) {
-        &mut self.0
-    }
-}
+);

@@ -529,7 +529,7 @@ impl<B: Backend> JobRepository for SqlJobRepository<B> {
 
     async fn begin_chunk(&self) -> Result<Box<dyn ChunkTransaction>, RepositoryError> {
         Ok(Box::new(SqlChunk {
-            tx: self.begin().await?,
+            tx: self.backend.begin_chunk().await.map_err(db)?,
         }))
     }
 

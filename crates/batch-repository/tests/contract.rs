@@ -1,8 +1,6 @@
 //! The JobRepository contract and the engine's launch, restart and recovery rules, on real
 //! SQLite files and a real PostgreSQL database.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,7 +15,7 @@ use batch_core::step::tasklet::{RepeatStatus, Tasklet, TaskletStep};
 use batch_core::step::{StepContext, StepError, StopSignal};
 use batch_core::{BatchStatus, ExitStatus};
 use batch_repository::SpringBatchVersion;
-use support::TestDb;
+use batch_testkit::{TestDb, on_both_databases};
 
 /// Finishes at once.
 struct Done;
@@ -98,7 +96,7 @@ async fn schema_is_created_and_keys_and_parameters_are_stored_as_spring_batch_do
         let db = if version == SpringBatchVersion::V6 {
             &db
         } else {
-            &support::renew(&db).await
+            &db.renew().await
         };
         let repository = db.connect(version).await.job_repository();
         let job = Job::builder("importUserJob")

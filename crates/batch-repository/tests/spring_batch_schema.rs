@@ -2,8 +2,6 @@
 //! metadata queries, launches racing from separate processes, rows written by Spring Batch on the
 //! SQLite JDBC driver, and contexts too long for SHORT_CONTEXT.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,9 +17,9 @@ use batch_core::step::tasklet::{RepeatStatus, Tasklet, TaskletStep};
 use batch_core::step::{StepContext, StepError, StopSignal};
 use batch_core::{BatchStatus, ExecutionContext};
 use batch_repository::{ConnectOptions, SpringBatchVersion};
+use batch_testkit::{TestDb, on_both_databases};
 use chrono::{NaiveDate, NaiveDateTime, Timelike};
 use sqlx::{Column, Connection, Row};
-use support::TestDb;
 
 /// Finishes at once.
 struct Done;
@@ -609,7 +607,7 @@ async fn sqlite_schema_matches_spring_batch_6(db: &TestDb) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_schema_uses_batch_job_seq() {
-    let db = support::postgres().await;
+    let db = TestDb::postgres().await;
     let repository = db.connect(SpringBatchVersion::V5).await.job_repository();
     let sequences = db
         .query_strings(
@@ -657,7 +655,7 @@ const RBAC_FAILURE: &str = "io.fabric8.kubernetes.client.KubernetesClientExcepti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_metadata_queries_run_unchanged() {
-    let db = support::postgres().await;
+    let db = TestDb::postgres().await;
     let repository = db.connect(SpringBatchVersion::V6).await.job_repository();
     let job = Job::builder("importUserJob")
         .step(TaskletStep::new(
@@ -922,7 +920,7 @@ async fn concurrent_launches_of_one_instance_run_exactly_once(db: TestDb) {
     );
 
     // The restart of a FAILED instance.
-    let db = support::renew(&db).await;
+    let db = db.renew().await;
     let runs = Arc::new(AtomicUsize::new(0));
     let job = racing_job(1, &runs);
     let failed = launcher(db.connect(SpringBatchVersion::V6).await.job_repository())
@@ -974,7 +972,7 @@ async fn first_connects_race(db: &TestDb) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_connects_to_a_new_postgresql_database_create_the_schema_once() {
     for _ in 0..5 {
-        let db = support::postgres().await;
+        let db = TestDb::postgres().await;
         let errors = first_connects_race(&db).await;
         assert!(errors.is_empty(), "{errors:#?}");
         assert_eq!(
@@ -992,7 +990,7 @@ async fn concurrent_first_connects_to_a_new_postgresql_database_create_the_schem
 async fn concurrent_first_connects_to_a_new_sqlite_file_all_succeed() {
     let mut errors = Vec::new();
     for _ in 0..60 {
-        let db = support::sqlite();
+        let db = TestDb::sqlite();
         errors.extend(first_connects_race(&db).await);
         if errors.is_empty() {
             assert_eq!(
@@ -1016,7 +1014,7 @@ async fn concurrent_first_connects_to_a_new_sqlite_file_all_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timestamps_written_by_the_sqlite_jdbc_driver_are_read() {
-    let db = support::sqlite();
+    let db = TestDb::sqlite();
     let repository = db.connect(SpringBatchVersion::V6).await.job_repository();
 
     // Spring Batch writes `Timestamp.valueOf(LocalDateTime)`; the JDBC driver stores its

@@ -8,13 +8,14 @@ use serde_json::json;
 
 use super::Session;
 use crate::cli::{ExecutionsArgs, OutputFormat};
+use crate::exit;
 use crate::output::{self, duration, parameters_inline, table, time};
-use crate::{exit, jobs};
 
 /// Lists the jobs this program defines and those the repository has run.
 pub async fn jobs(session: &Session) -> anyhow::Result<u8> {
     let repository = session.connect().await?.job_repository();
-    let mut rows: BTreeMap<String, Option<batch_core::repository::JobSummary>> = jobs::registry()
+    let mut rows: BTreeMap<String, Option<batch_core::repository::JobSummary>> = session
+        .registry
         .names()
         .into_iter()
         .map(|name| (name, None))
@@ -27,7 +28,7 @@ pub async fn jobs(session: &Session) -> anyhow::Result<u8> {
             .iter()
             .map(|(name, summary)| json!({
                 "job_name": name,
-                "defined": jobs::registry().get(name).is_ok(),
+                "defined": session.registry.get(name).is_ok(),
                 "instance_count": summary.as_ref().map_or(0, |s| s.instance_count),
                 "execution_count": summary.as_ref().map_or(0, |s| s.execution_count),
                 "last_execution_id": summary.as_ref().and_then(|s| s.last_execution.as_ref()).map(|l| l.0),

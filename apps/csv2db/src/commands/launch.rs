@@ -7,11 +7,11 @@ use batch_core::step::StopSignal;
 
 use super::Session;
 use crate::cli::StartArgs;
-use crate::{exit, jobs, output};
+use crate::{exit, output};
 
 /// Launches a job; the exit code follows its final status.
 pub async fn start(session: &Session, args: StartArgs) -> anyhow::Result<u8> {
-    let job = jobs::registry().get(&args.job)?;
+    let job = session.registry.get(&args.job)?;
     let parameters = JobParameters::parse_args(&args.parameters)?;
     if !args.next {
         job.validate(&parameters)

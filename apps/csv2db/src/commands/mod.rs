@@ -6,7 +6,7 @@ mod launch;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use batch_core::launch::{JobLauncher, JobOperator, LaunchSettings};
+use batch_core::launch::{JobLauncher, JobOperator, JobRegistry, LaunchSettings};
 use batch_repository::{ConnectOptions, Repository};
 
 use crate::cli::{Cli, Command, GeneratePeopleArgs, OutputFormat, StartArgs};
@@ -21,8 +21,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     let output = cli.global.output;
     let session = || -> anyhow::Result<Session> {
+        let settings = Settings::load(&overrides)?;
         Ok(Session {
-            settings: Settings::load(&overrides)?,
+            registry: Arc::new(jobs::registry(&settings.kubernetes)?),
+            settings,
             output,
         })
     };
@@ -58,6 +60,7 @@ fn generate_people(args: &GeneratePeopleArgs) -> anyhow::Result<u8> {
 /// What every command works with.
 pub struct Session {
     settings: Settings,
+    registry: Arc<JobRegistry>,
     output: OutputFormat,
 }
 
@@ -102,6 +105,6 @@ impl Session {
     /// An operator over the built-in jobs and `repository`.
     fn operator(&self, repository: &Repository) -> JobOperator {
         let launcher = JobLauncher::new(repository.job_repository(), self.launch_settings());
-        JobOperator::new(launcher, Arc::new(jobs::registry()))
+        JobOperator::new(launcher, self.registry.clone())
     }
 }

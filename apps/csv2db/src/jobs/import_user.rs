@@ -19,24 +19,27 @@ use batch_io::postgres::{PgCopyWriter, PgInsertWriter};
 use batch_io::rejects::RejectsFile;
 use batch_io::sqlite::SqliteInsertWriter;
 use batch_io::table::{TableRow, TableTarget};
-use batch_kube::local::LocalRunner;
-use batch_kube::spec::ContainerJobSpec;
-use batch_kube::step::ContainerJobStep;
+use batch_kube::{ContainerJobSpec, ContainerJobStep, ContainerRunner};
 
+use crate::config::KubernetesSettings;
 use crate::people;
 use crate::progress::Progress;
 
 /// The job's name, as the seed launches it.
 pub const NAME: &str = "importUserJob";
 /// Rows per chunk unless `chunkSize` says otherwise (see BENCHMARKS.md).
-const DEFAULT_CHUNK_SIZE: u64 = 10_000;
+const DEFAULT_CHUNK_SIZE: u64 = 50_000;
 /// Rows step1 generates unless `count` says otherwise.
 const DEFAULT_COUNT: u64 = 10;
+/// The seed's shared claim.
+const DEFAULT_CLAIM: &str = "spring-batch-claim";
+/// Where the seed mounts it.
+const DEFAULT_MOUNT_PATH: &str = "/test";
 /// The longest name the seed's `people` columns (VARCHAR(20)) hold.
 const MAX_NAME_CHARS: usize = 20;
 
-/// The job definition.
-pub fn job() -> Job {
+/// The job definition; step1 runs through `runner`, with the image and volume of `settings`.
+pub fn job(settings: &KubernetesSettings, runner: Arc<dyn ContainerRunner>) -> Job {
     Job::builder(NAME)
         .required_parameter("jobFileLocation")
         .optional_parameter("batchRun")
@@ -46,21 +49,29 @@ pub fn job() -> Job {
         .optional_parameter("writer")
         .step(ContainerJobStep::new(
             "step1",
-            generate_spec(),
-            Arc::new(LocalRunner::new()),
+            generate_spec(settings),
+            runner,
         ))
         .step(ChunkStep::new("step2", PeopleImport))
         .build()
 }
 
-/// step1's container: the product's own generator, writing to `$FILENAME`.
-fn generate_spec() -> ContainerJobSpec {
-    ContainerJobSpec::new("generate-csv", "csv2db:latest")
+/// step1's container: the product's own generator, writing to `$FILENAME` on the shared claim
+/// (the seed's `spring-batch-claim`, mounted at `/test`).
+fn generate_spec(settings: &KubernetesSettings) -> ContainerJobSpec {
+    let image = settings
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("csv2db:{}", env!("CARGO_PKG_VERSION")));
+    let claim = settings.pvc_name.as_deref().unwrap_or(DEFAULT_CLAIM);
+    let mount_path = settings.mount_path.as_deref().unwrap_or(DEFAULT_MOUNT_PATH);
+    ContainerJobSpec::new("generate-csv", image)
         .command(["csv2db", "generate-people"])
         .arg("--count")
         .arg("$(COUNT)")
         .env_parameter("FILENAME", "jobFileLocation")
         .env_parameter_or("COUNT", "count", DEFAULT_COUNT.to_string())
+        .volume(claim, mount_path)
 }
 
 /// A row of `people`.
@@ -105,8 +116,8 @@ struct UpperCaseNames;
 impl ItemProcessor<Person, Person> for UpperCaseNames {
     fn process(&self, person: Person) -> Result<Option<Person>, String> {
         let upper = Person {
-            first_name: person.first_name.to_uppercase(),
-            last_name: person.last_name.to_uppercase(),
+            first_name: upper_case(person.first_name),
+            last_name: upper_case(person.last_name),
         };
         for (column, value) in [
             ("first_name", &upper.first_name),
@@ -120,6 +131,16 @@ impl ItemProcessor<Person, Person> for UpperCaseNames {
             }
         }
         Ok(Some(upper))
+    }
+}
+
+/// `name` upper-cased as Java's `toUpperCase` does, in place when it is ASCII.
+fn upper_case(mut name: String) -> String {
+    if name.is_ascii() {
+        name.make_ascii_uppercase();
+        name
+    } else {
+        name.to_uppercase()
     }
 }
 
@@ -173,7 +194,9 @@ impl ChunkFactory<Person, Person> for PeopleImport {
                 last_name: field(1)?,
             })
         })
-        .fields(2);
+        .fields(2)
+        // Parse ahead while the database writes the current chunk.
+        .buffer_items(usize::try_from(chunk_size)?);
         let mut rejects = None;
         if skip_limit > 0 {
             let mut file = RejectsFile::next_to(&file);

@@ -193,111 +193,159 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
         "csv2db.ChunkStep"
     }
 
+    /// Reads chunk k+1 while chunk k is written and committed, so parsing and processing overlap
+    /// the database's work. Chunk k's reader position and rejects are saved into the step's
+    /// context before chunk k+1 is read, so each commit records exactly its own chunk.
     async fn execute(&self, ctx: &mut StepContext<'_>) -> Result<ExitStatus, StepError> {
-        let mut parts = self.factory.create(ctx).await?;
-        parts.reader.open(&ctx.step_execution().context).await?;
-        parts.writer.open().await?;
-        let chunk_size = parts.chunk_size.max(1);
-        let mut skipped =
-            ctx.step_execution().counters.read_skip + ctx.step_execution().counters.process_skip;
+        let parts = self.factory.create(ctx).await?;
+        let counters = ctx.step_execution().counters;
+        let mut source = Source {
+            reader: parts.reader,
+            processor: parts.processor,
+            rejects: parts.rejects,
+            skip_limit: parts.skip_limit,
+            skipped: (counters.read_skip + counters.process_skip).max(0) as u64,
+            chunk_size: parts.chunk_size.max(1),
+        };
+        let mut writer = parts.writer;
+        source.reader.open(&ctx.step_execution().context).await?;
+        writer.open().await?;
+        let mut chunk = source.read_chunk().await?;
         loop {
             if ctx.is_stop_requested() {
                 return Err(StepError::Interrupted);
             }
-            let chunk = read_chunk(&mut parts, chunk_size, &mut skipped).await?;
             if chunk.items.is_empty() && chunk.counters == StepCounters::default() {
                 return Ok(ExitStatus::completed());
             }
-            let mut transaction = ctx.repository().begin_chunk().await?;
-            if let Err(error) = parts.writer.write(&chunk.items, transaction.as_mut()).await {
-                drop(transaction);
-                ctx.step_execution_mut().counters.rollback += 1;
-                return Err(StepError::Failed(error));
-            }
-            let step = ctx.step_execution_mut();
-            if let Some(rejects) = parts.rejects.as_mut() {
-                rejects.flush(&mut step.context)?;
-            }
-            parts.reader.update(&mut step.context);
-            add(&mut step.counters, &chunk.counters);
-            step.counters.write += chunk.items.len() as i64;
-            step.counters.commit += 1;
-            step.last_updated = Some(crate::time::now());
-            transaction.commit(step).await?;
+            let mut context = ctx.step_execution().context.clone();
+            source.save_position(&mut context)?;
+            let end_of_input = chunk.end_of_input;
+            let written = write_and_commit(ctx, writer.as_mut(), chunk, context);
+            let next = if end_of_input {
+                written.await?;
+                None
+            } else {
+                let (written, next) = tokio::join!(written, source.read_chunk());
+                written?;
+                Some(next?)
+            };
             if let Some(listener) = &parts.listener {
-                listener.after_chunk(ctx.step_execution(), parts.reader.progress());
+                listener.after_chunk(ctx.step_execution(), source.reader.progress());
             }
-            if chunk.end_of_input {
-                return Ok(ExitStatus::completed());
+            match next {
+                Some(next) => chunk = next,
+                None => return Ok(ExitStatus::completed()),
             }
         }
     }
 }
 
-/// Reads and processes up to `chunk_size` items.
-async fn read_chunk<I, O>(
-    parts: &mut ChunkComponents<I, O>,
-    chunk_size: usize,
-    skipped: &mut i64,
-) -> Result<Chunk<O>, StepError> {
-    let mut chunk = Chunk {
-        items: Vec::with_capacity(chunk_size),
-        counters: StepCounters::default(),
-        end_of_input: false,
-    };
-    let mut taken = 0;
-    while taken < chunk_size {
-        let read = match parts.reader.read().await {
-            Ok(Some(read)) => read,
-            Ok(None) => {
-                chunk.end_of_input = true;
-                break;
-            }
-            Err(ReadError::Fatal(error)) => return Err(StepError::Failed(error)),
-            Err(ReadError::Bad(item)) => {
-                skip(parts, item, skipped)?;
-                chunk.counters.read_skip += 1;
-                taken += 1;
-                continue;
-            }
-        };
-        taken += 1;
-        chunk.counters.read += 1;
-        match parts.processor.process(read.item) {
-            Ok(Some(item)) => chunk.items.push(item),
-            Ok(None) => chunk.counters.filter += 1,
-            Err(reason) => {
-                let item = BadItem {
-                    line: Some(read.line),
-                    reason,
-                    raw: String::new(),
-                };
-                skip(parts, item, skipped)?;
-                chunk.counters.process_skip += 1;
-            }
-        }
-    }
-    Ok(chunk)
-}
-
-/// Counts a bad item against the skip limit and records it, or fails the step.
-fn skip<I, O>(
-    parts: &mut ChunkComponents<I, O>,
-    item: BadItem,
-    skipped: &mut i64,
+/// Writes one chunk in a chunk transaction and commits it with the step's progress: its
+/// counters and `context`, which holds the reader's position after the chunk. When the write or
+/// the commit fails, the step execution keeps its last committed counters and context, so that
+/// the engine's final update cannot record progress that was rolled back.
+async fn write_and_commit<O: Send + Sync>(
+    ctx: &mut StepContext<'_>,
+    writer: &mut dyn ItemWriter<O>,
+    chunk: Chunk<O>,
+    context: ExecutionContext,
 ) -> Result<(), StepError> {
-    if *skipped as u64 >= parts.skip_limit {
-        return Err(StepError::Failed(Box::new(SkipLimitExceeded {
-            item,
-            limit: parts.skip_limit,
-        })));
+    let mut transaction = ctx.repository().begin_chunk().await?;
+    if let Err(error) = writer.write(&chunk.items, transaction.as_mut()).await {
+        drop(transaction);
+        ctx.step_execution_mut().counters.rollback += 1;
+        return Err(StepError::Failed(error));
     }
-    *skipped += 1;
-    tracing::warn!(%item, "skipping a bad item");
-    if let Some(rejects) = parts.rejects.as_mut() {
-        rejects.reject(&item)?;
+    let step = ctx.step_execution_mut();
+    let committed_counters = step.counters;
+    let committed_context = std::mem::replace(&mut step.context, context);
+    add(&mut step.counters, &chunk.counters);
+    step.counters.write += chunk.items.len() as i64;
+    step.counters.commit += 1;
+    step.last_updated = Some(crate::time::now());
+    if let Err(error) = transaction.commit(step).await {
+        step.counters = committed_counters;
+        step.counters.rollback += 1;
+        step.context = committed_context;
+        return Err(error.into());
     }
     Ok(())
+}
+
+/// The reading half of a chunk step: reader, processor, rejects and the skip budget.
+struct Source<I, O> {
+    reader: Box<dyn ItemReader<I>>,
+    processor: Box<dyn ItemProcessor<I, O>>,
+    rejects: Option<Box<dyn RejectSink>>,
+    skip_limit: u64,
+    skipped: u64,
+    chunk_size: usize,
+}
+
+impl<I, O> Source<I, O> {
+    /// Reads and processes up to `chunk_size` items.
+    async fn read_chunk(&mut self) -> Result<Chunk<O>, StepError> {
+        let mut chunk = Chunk {
+            items: Vec::with_capacity(self.chunk_size),
+            counters: StepCounters::default(),
+            end_of_input: false,
+        };
+        for _ in 0..self.chunk_size {
+            let read = match self.reader.read().await {
+                Ok(Some(read)) => read,
+                Ok(None) => {
+                    chunk.end_of_input = true;
+                    break;
+                }
+                Err(ReadError::Fatal(error)) => return Err(StepError::Failed(error)),
+                Err(ReadError::Bad(item)) => {
+                    self.skip(item)?;
+                    chunk.counters.read_skip += 1;
+                    continue;
+                }
+            };
+            chunk.counters.read += 1;
+            match self.processor.process(read.item) {
+                Ok(Some(item)) => chunk.items.push(item),
+                Ok(None) => chunk.counters.filter += 1,
+                Err(reason) => {
+                    self.skip(BadItem {
+                        line: Some(read.line),
+                        reason,
+                        raw: String::new(),
+                    })?;
+                    chunk.counters.process_skip += 1;
+                }
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// Counts a bad item against the skip limit and records it, or fails the step.
+    fn skip(&mut self, item: BadItem) -> Result<(), StepError> {
+        if self.skipped >= self.skip_limit {
+            return Err(StepError::Failed(Box::new(SkipLimitExceeded {
+                item,
+                limit: self.skip_limit,
+            })));
+        }
+        self.skipped += 1;
+        tracing::warn!(%item, "skipping a bad item");
+        if let Some(rejects) = self.rejects.as_mut() {
+            rejects.reject(&item)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the position after the last chunk read, and makes its rejects durable.
+    fn save_position(&mut self, context: &mut ExecutionContext) -> Result<(), StepError> {
+        if let Some(rejects) = self.rejects.as_mut() {
+            rejects.flush(context)?;
+        }
+        self.reader.update(context);
+        Ok(())
+    }
 }
 
 fn add(total: &mut StepCounters, chunk: &StepCounters) {
