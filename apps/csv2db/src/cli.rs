@@ -89,6 +89,9 @@ pub enum Command {
     /// Append random "First,Last" rows to a CSV file, atomically, with a manifest (step1 of
     /// importUserJob runs this).
     GeneratePeople(GeneratePeopleArgs),
+    /// Kubernetes and OpenShift: launch a job in a cluster (see deploy/).
+    #[command(subcommand)]
+    Kube(KubeCommand),
     /// `csv2db <JOB> [key=value ...]`: the same as `csv2db start <JOB> ...`.
     #[command(external_subcommand)]
     Job(Vec<String>),
@@ -124,6 +127,40 @@ impl StartArgs {
         let argv = std::iter::once("csv2db".to_string()).chain(args.iter().cloned());
         Shorthand::try_parse_from(argv).map(|shorthand| shorthand.start)
     }
+}
+
+/// `csv2db kube ...`.
+#[derive(Debug, Subcommand)]
+pub enum KubeCommand {
+    /// Create the batch/v1 Job that runs `csv2db <JOB> [KEY=VALUE ...]` in the cluster, under the
+    /// service account, ConfigMap, Secret and claim of deploy/base.
+    Launch(KubeLaunchArgs),
+}
+
+/// Arguments of `kube launch`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The Job is named after the job and a hash of its parameters, so the same launch twice is
+refused by the API server. It runs as service account csv2db-launcher, mounts the ConfigMap
+batch-config at /config and the claim at /test, and reads the database password from the Secret
+csv2db-db (key password). --dry-run prints it as JSON, which kubectl and oc accept:
+  csv2db kube launch importUserJob jobFileLocation=/test/myfile1.csv batchRun=1 --dry-run \\
+    | kubectl create -f -        # or: oc create -f -")]
+pub struct KubeLaunchArgs {
+    /// The job's name.
+    pub job: String,
+    /// Job parameters, as for `csv2db start`.
+    #[arg(value_name = "KEY=VALUE")]
+    pub parameters: Vec<String>,
+    /// Print the Job as JSON instead of creating it; contacts no cluster.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stream the launcher's log until the Job finishes, then exit with its exit code.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub follow: bool,
+    /// The csv2db image (default: kubernetes.image / $CSV2DB_IMAGE, then csv2db:<version>).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 }
 
 /// Arguments of `generate-people`.
@@ -180,5 +217,28 @@ mod tests {
             ["jobFileLocation=/test/myfile2.csv", "batchRun=2"]
         );
         assert!(!start.next);
+    }
+
+    #[test]
+    fn kube_launch_parses() {
+        let cli = Cli::try_parse_from([
+            "csv2db",
+            "kube",
+            "launch",
+            "importUserJob",
+            "batchRun=1",
+            "--dry-run",
+        ])
+        .expect("parses");
+        let Command::Kube(KubeCommand::Launch(args)) = cli.command else {
+            panic!("not kube launch")
+        };
+        assert_eq!(args.job, "importUserJob");
+        assert_eq!(args.parameters, ["batchRun=1"]);
+        assert!(args.dry_run && !args.follow);
+        assert!(
+            Cli::try_parse_from(["csv2db", "kube", "launch", "j", "--dry-run", "--follow"])
+                .is_err()
+        );
     }
 }

@@ -393,16 +393,16 @@ async fn the_active_deadline_fails_the_step() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RBAC: the seed's 403, and the Role of deploy/rbac.
+// RBAC: the seed's 403, and the Role of deploy/base.
 
 fn rbac_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/base")
 }
 
-/// `kubectl apply -n <namespace>` of a file of deploy/rbac, with the RoleBinding's subject
+/// `kubectl apply -n <namespace>` of a file of deploy/base, with the RoleBinding's subject
 /// namespace adapted.
 fn kubectl_apply(env: &Env, file: &str) {
-    let text = std::fs::read_to_string(rbac_dir().join(file)).expect("read deploy/rbac");
+    let text = std::fs::read_to_string(rbac_dir().join(file)).expect("read deploy/base");
     let text = text.replace("namespace: batch", &format!("namespace: {}", env.namespace));
     let mut child = std::process::Command::new("kubectl")
         .arg("--kubeconfig")
@@ -549,8 +549,8 @@ async fn a_service_account_without_the_role_is_refused_and_told_what_to_grant() 
         assert!(
             message.starts_with(&format!(
                 "Kubernetes refused to let service account {ns}:{SERVICE_ACCOUNT} get jobs.batch \
-                 in namespace {ns} (403 Forbidden): grant it the Role in deploy/rbac/role.yaml \
-                 (kubectl apply -f deploy/rbac/). The API server said: "
+                 in namespace {ns} (403 Forbidden): grant it the Role in deploy/base/role.yaml \
+                 (kubectl apply -k deploy/base/). The API server said: "
             )),
             "{message}"
         );
@@ -564,7 +564,7 @@ async fn a_service_account_without_the_role_is_refused_and_told_what_to_grant() 
             step.exit_status.description.starts_with(&format!(
                 "container job rbac-csv could not run: Kubernetes refused to let service account \
                  {ns}:{SERVICE_ACCOUNT} get jobs.batch in namespace {ns} (403 Forbidden): grant \
-                 it the Role in deploy/rbac/role.yaml (kubectl apply -f deploy/rbac/)"
+                 it the Role in deploy/base/role.yaml (kubectl apply -k deploy/base/)"
             )),
             "{}",
             step.exit_status.description
@@ -581,7 +581,7 @@ async fn a_service_account_without_the_role_is_refused_and_told_what_to_grant() 
             message.starts_with(&format!(
                 "Kubernetes refused to let service account {ns}:{SERVICE_ACCOUNT} watch \
                  jobs.batch in namespace {ns} (403 Forbidden): grant it the Role in \
-                 deploy/rbac/role.yaml"
+                 deploy/base/role.yaml"
             )),
             "{message}"
         );

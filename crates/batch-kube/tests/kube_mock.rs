@@ -700,8 +700,8 @@ async fn forbidden_create_names_account_verb_resource_namespace_and_role() {
     assert!(
         message.starts_with(
             "Kubernetes refused to let service account batch:default create jobs.batch in \
-             namespace batch (403 Forbidden): grant it the Role in deploy/rbac/role.yaml \
-             (kubectl apply -f deploy/rbac/)"
+             namespace batch (403 Forbidden): grant it the Role in deploy/base/role.yaml \
+             (kubectl apply -k deploy/base/)"
         ),
         "{message}"
     );
@@ -735,7 +735,7 @@ async fn forbidden_watch_is_the_seeds_error_made_actionable() {
     assert!(
         message.starts_with(
             "Kubernetes refused to let service account batch:default watch jobs.batch in \
-             namespace batch (403 Forbidden): grant it the Role in deploy/rbac/role.yaml"
+             namespace batch (403 Forbidden): grant it the Role in deploy/base/role.yaml"
         ),
         "{message}"
     );

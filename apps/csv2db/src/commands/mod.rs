@@ -1,6 +1,7 @@
 //! The commands: each module runs one family of them.
 
 mod inspect;
+mod kube;
 mod launch;
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use anyhow::Context as _;
 use batch_core::launch::{JobLauncher, JobOperator, JobRegistry, LaunchSettings};
 use batch_repository::{ConnectOptions, Repository};
 
-use crate::cli::{Cli, Command, GeneratePeopleArgs, OutputFormat, StartArgs};
+use crate::cli::{Cli, Command, GeneratePeopleArgs, KubeCommand, OutputFormat, StartArgs};
 use crate::config::{Overrides, Settings};
 use crate::jobs;
 
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Jobs => inspect::jobs(&session()?).await,
         Command::Executions(args) => inspect::executions(&session()?, args).await,
         Command::Execution { id } => inspect::execution(&session()?, id).await,
+        Command::Kube(KubeCommand::Launch(args)) => kube::launch(&session()?, args).await,
     }
 }
 

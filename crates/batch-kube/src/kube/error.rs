@@ -5,7 +5,7 @@ use batch_core::step::BoxError;
 use crate::runner::RunnerError;
 
 /// Where the least-privilege Role for the launcher lives in the repository.
-pub const ROLE_PATH: &str = "deploy/rbac/role.yaml";
+pub const ROLE_PATH: &str = "deploy/base/role.yaml";
 
 /// Why the Kubernetes backend could not run (or keep following) a container job. It reaches
 /// the step as [`RunnerError::Other`].
@@ -23,7 +23,7 @@ pub enum KubeError {
     /// Role in [`ROLE_PATH`] grants.
     #[error(
         "Kubernetes refused to let {account} {verb} {resource} in namespace {namespace} \
-         (403 Forbidden): grant it the Role in {ROLE_PATH} (kubectl apply -f deploy/rbac/). \
+         (403 Forbidden): grant it the Role in {ROLE_PATH} (kubectl apply -k deploy/base/). \
          The API server said: {message}"
     )]
     Forbidden {
@@ -167,8 +167,8 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "Kubernetes refused to let service account batch:default watch jobs.batch in \
-             namespace batch (403 Forbidden): grant it the Role in deploy/rbac/role.yaml \
-             (kubectl apply -f deploy/rbac/). The API server said: no"
+             namespace batch (403 Forbidden): grant it the Role in deploy/base/role.yaml \
+             (kubectl apply -k deploy/base/). The API server said: no"
         );
     }
 }

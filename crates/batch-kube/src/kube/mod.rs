@@ -9,7 +9,7 @@
 //! is deleted. A 403 names the service account, the verb, the resource and the namespace, and
 //! points at the Role in [`ROLE_PATH`].
 //!
-//! The launcher needs, in the child's namespace, the rights of `deploy/rbac/role.yaml`: `jobs`
+//! The launcher needs, in the child's namespace, the rights of `deploy/base/role.yaml`: `jobs`
 //! (group `batch`) `create`, `get`, `list`, `watch`, `delete`; `pods` `get`, `list`, `watch`;
 //! `pods/log` `get`.
 

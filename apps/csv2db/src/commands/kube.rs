@@ -1,0 +1,463 @@
+//! `kube launch`: the launching batch/v1 Job for one run, created through kube-rs or printed.
+//!
+//! The Job is the seed's hand-written launcher Job, built once: it runs `csv2db <JOB>
+//! <KEY=VALUE ...>` in the csv2db image as the service account of `deploy/base`, with the
+//! ConfigMap `batch-config` at `/config`, the shared claim at `/test`, the database password
+//! from the Secret `csv2db-db`, and the pod's identity through the downward API so that its
+//! child Jobs are owned by it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ::kube::api::{Api, ListParams, LogParams, PostParams};
+use anyhow::Context as _;
+use batch_core::job::parameters::JobParameters;
+use batch_kube::KubeRunner;
+use batch_kube::kube::{JOB_NAME_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, label_value};
+use batch_kube::spec::kubernetes_escape;
+use futures_util::{AsyncBufReadExt as _, TryStreamExt as _};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, ContainerState, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SecretKeySelector, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sha2::{Digest as _, Sha256};
+
+use super::Session;
+use crate::cli::KubeLaunchArgs;
+use crate::exit;
+
+/// The service account of `deploy/base/serviceaccount.yaml`.
+pub const SERVICE_ACCOUNT: &str = "csv2db-launcher";
+/// The ConfigMap of `deploy/base/kustomization.yaml`, mounted at [`CONFIG_DIR`].
+pub const CONFIG_MAP: &str = "batch-config";
+/// Where the ConfigMap is mounted.
+pub const CONFIG_DIR: &str = "/config";
+/// The Secret holding the database password (`deploy/base/secret.example.yaml`).
+pub const SECRET: &str = "csv2db-db";
+/// The Secret's key holding the password.
+pub const SECRET_KEY: &str = "password";
+/// The claim mounted when `openshift.pvc.name` is not set (`deploy/base/pvc.yaml`).
+pub const DEFAULT_CLAIM: &str = "spring-batch-claim";
+/// Where the claim is mounted when `kubernetes.mount_path` is not set: the seed's `/test`.
+pub const DEFAULT_MOUNT_PATH: &str = "/test";
+/// The launcher container's name.
+pub const CONTAINER: &str = "csv2db";
+/// Where the image holds the binary (deploy/Dockerfile).
+pub const BINARY: &str = "/usr/local/bin/csv2db";
+/// The label on the launcher Job and its pod naming the job (as a label value).
+pub const JOB_LABEL: &str = "csv2db.io/job";
+
+const MAX_NAME: usize = 63;
+
+/// Everything the launcher Job depends on.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec<'a> {
+    /// The job's name.
+    pub job: &'a str,
+    /// Its parameters, as given.
+    pub parameters: &'a [String],
+    /// The csv2db image.
+    pub image: &'a str,
+    /// The Job's namespace, when known.
+    pub namespace: Option<&'a str>,
+    /// The shared claim.
+    pub claim: &'a str,
+    /// Where the claim is mounted.
+    pub mount_path: &'a str,
+}
+
+/// `csv2db kube launch`.
+pub async fn launch(session: &Session, args: KubeLaunchArgs) -> anyhow::Result<u8> {
+    let parsed = JobParameters::parse_args(&args.parameters)?;
+    session
+        .registry
+        .get(&args.job)?
+        .validate(&parsed)
+        .map_err(batch_core::launch::LaunchError::InvalidParameters)?;
+
+    let kubernetes = &session.settings.kubernetes;
+    let default_image = format!("csv2db:{}", env!("CARGO_PKG_VERSION"));
+    let image = args
+        .image
+        .as_deref()
+        .or(kubernetes.image.as_deref())
+        .unwrap_or(&default_image);
+    let claim = kubernetes.pvc_name.as_deref().unwrap_or(DEFAULT_CLAIM);
+    let mount_path = kubernetes
+        .mount_path
+        .as_deref()
+        .unwrap_or(DEFAULT_MOUNT_PATH);
+
+    if args.dry_run {
+        let job = launcher_job(&LaunchSpec {
+            job: &args.job,
+            parameters: &args.parameters,
+            image,
+            namespace: kubernetes.namespace.as_deref(),
+            claim,
+            mount_path,
+        });
+        println!("{}", serde_json::to_string_pretty(&job)?);
+        return Ok(exit::OK);
+    }
+
+    let runner = KubeRunner::from_environment(kubernetes.namespace.clone()).await?;
+    let namespace = runner.namespace().to_owned();
+    let job = launcher_job(&LaunchSpec {
+        job: &args.job,
+        parameters: &args.parameters,
+        image,
+        namespace: Some(&namespace),
+        claim,
+        mount_path,
+    });
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(runner.client().clone(), &namespace);
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => {}
+        Err(::kube::Error::Api(status)) if status.code == 409 => anyhow::bail!(
+            "Job {name} already exists in namespace {namespace}: this job was already launched \
+             with these parameters. See it with `kubectl get job {name} -n {namespace}`; delete \
+             it (kubectl delete job {name} -n {namespace}) to launch it again"
+        ),
+        Err(::kube::Error::Api(status)) if status.code == 403 => anyhow::bail!(
+            "Kubernetes refused to create Job {name} in namespace {namespace} (403 Forbidden): \
+             you need `create` on jobs.batch there. The API server said: {}",
+            status.message
+        ),
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("cannot create Job {name} in namespace {namespace}"));
+        }
+    }
+    println!("job.batch/{name} created in namespace {namespace}");
+    if !args.follow {
+        return Ok(exit::OK);
+    }
+    let pods: Api<Pod> = Api::namespaced(runner.client().clone(), &namespace);
+    follow(&pods, &name).await
+}
+
+/// The launching Job's name: the job's name in kebab case, then 8 hex digits of a SHA-256 of
+/// the job's name and its parameters (sorted, so that their order does not matter). A DNS
+/// label of at most 63 characters.
+pub fn launcher_job_name(job: &str, parameters: &[String]) -> String {
+    let mut sorted: Vec<&str> = parameters.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut hasher = Sha256::new();
+    hasher.update(job.as_bytes());
+    for parameter in sorted {
+        hasher.update([0u8]);
+        hasher.update(parameter.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+
+    let mut prefix = String::new();
+    let mut previous: Option<char> = None;
+    for c in job.chars() {
+        let mapped = if c.is_ascii_alphanumeric() { c } else { '-' };
+        if mapped.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+        {
+            prefix.push('-');
+        }
+        let lower = mapped.to_ascii_lowercase();
+        if !(lower == '-' && prefix.ends_with('-')) {
+            prefix.push(lower);
+        }
+        previous = Some(c);
+    }
+    let room = MAX_NAME - hash.len() - 1;
+    let mut prefix: String = prefix.trim_start_matches('-').chars().take(room).collect();
+    while prefix.ends_with('-') {
+        prefix.pop();
+    }
+    if prefix.is_empty() {
+        prefix.push_str("csv2db");
+    }
+    format!("{prefix}-{hash}")
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn value_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(kubernetes_escape(value)),
+        value_from: None,
+    }
+}
+
+/// The launching batch/v1 Job for one run.
+pub fn launcher_job(spec: &LaunchSpec<'_>) -> Job {
+    let name = launcher_job_name(spec.job, spec.parameters);
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "csv2db".to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "launcher".to_owned(),
+        ),
+        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+        (JOB_LABEL.to_owned(), label_value(spec.job)),
+    ]);
+    let annotations = BTreeMap::from([(JOB_NAME_ANNOTATION.to_owned(), spec.job.to_owned())]);
+
+    let env = vec![
+        value_env(
+            "SPRING_CONFIG_LOCATION",
+            &format!("{CONFIG_DIR}/batch.properties"),
+        ),
+        EnvVar {
+            name: "SPRING_DATASOURCE_PASSWORD".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: SECRET.to_owned(),
+                    key: SECRET_KEY.to_owned(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        // The step1 child Jobs that run csv2db's own commands use the launcher's image.
+        value_env("CSV2DB_IMAGE", spec.image),
+        // Child Jobs go to the launcher's own namespace, where its Role and its pod are.
+        field_env("CSV2DB_NAMESPACE", "metadata.namespace"),
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_UID", "metadata.uid"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("POD_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+    ];
+    let quantities = || {
+        BTreeMap::from([
+            ("cpu".to_owned(), Quantity("300m".to_owned())),
+            ("memory".to_owned(), Quantity("512Mi".to_owned())),
+        ])
+    };
+    let args = std::iter::once(spec.job)
+        .chain(spec.parameters.iter().map(String::as_str))
+        .map(kubernetes_escape)
+        .collect();
+    let container = Container {
+        name: CONTAINER.to_owned(),
+        image: Some(spec.image.to_owned()),
+        command: Some(vec![BINARY.to_owned()]),
+        args: Some(args),
+        env: Some(env),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities()),
+            limits: Some(quantities()),
+            ..ResourceRequirements::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".to_owned(),
+                mount_path: spec.mount_path.to_owned(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".to_owned(),
+                mount_path: CONFIG_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(batch_kube::kube::restricted_security_context()),
+        ..Container::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: spec.namespace.map(str::to_owned),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            parallelism: Some(1),
+            completions: Some(1),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(SERVICE_ACCOUNT.to_owned()),
+                    restart_policy: Some("Never".to_owned()),
+                    containers: vec![container],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "data".to_owned(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: spec.claim.to_owned(),
+                                read_only: None,
+                            }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "config".to_owned(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: CONFIG_MAP.to_owned(),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                    ]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Container waiting reasons after which the launcher will not start by itself.
+const START_ERRORS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// The launcher container's state in `pod`.
+fn container_state(pod: &Pod) -> Option<&ContainerState> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|status| status.name == CONTAINER)?
+        .state
+        .as_ref()
+}
+
+/// The launcher Job's pod (backoffLimit 0: at most one).
+async fn launcher_pod(pods: &Api<Pod>, job: &str) -> anyhow::Result<Option<Pod>> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .with_context(|| format!("cannot list the pods of Job {job}"))?;
+    Ok(list.items.into_iter().next())
+}
+
+/// Streams the launcher's log, then returns its container's exit code.
+async fn follow(pods: &Api<Pod>, job: &str) -> anyhow::Result<u8> {
+    const POLL: Duration = Duration::from_secs(2);
+    // Wait for the pod to start (or to fail to).
+    let pod_name = loop {
+        if let Some(pod) = launcher_pod(pods, job).await? {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            match container_state(&pod) {
+                Some(state) if state.running.is_some() || state.terminated.is_some() => {
+                    break name;
+                }
+                Some(state) => {
+                    if let Some(waiting) = &state.waiting {
+                        let reason = waiting.reason.as_deref().unwrap_or_default();
+                        if START_ERRORS.contains(&reason) {
+                            anyhow::bail!(
+                                "the launcher pod {name} cannot start: {reason}: {}",
+                                waiting.message.as_deref().unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    };
+
+    let params = LogParams {
+        follow: true,
+        container: Some(CONTAINER.to_owned()),
+        ..LogParams::default()
+    };
+    match pods.log_stream(&pod_name, &params).await {
+        Ok(stream) => {
+            let mut lines = stream.lines();
+            loop {
+                match lines.try_next().await {
+                    Ok(Some(line)) => println!("{line}"),
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!("the log stream of pod {pod_name} ended: {error}");
+                        break;
+                    }
+                }
+            }
+        }
+        Err(error) => tracing::warn!("cannot read the log of pod {pod_name}: {error}"),
+    }
+
+    // The log ends when the container does; its exit code may take a moment to be recorded.
+    loop {
+        let pod = pods
+            .get(&pod_name)
+            .await
+            .with_context(|| format!("cannot read pod {pod_name}"))?;
+        if let Some(terminated) = container_state(&pod).and_then(|s| s.terminated.as_ref()) {
+            let code = u8::try_from(terminated.exit_code).unwrap_or(exit::FAILED);
+            eprintln!(
+                "csv2db: Job {job} finished: pod {pod_name} exited with code {code}{}",
+                terminated
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+            return Ok(code);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        let params = [
+            "batchRun=1".to_owned(),
+            "jobFileLocation=/test/a.csv".to_owned(),
+        ];
+        let name = launcher_job_name("importUserJob", &params);
+        assert!(name.starts_with("import-user-job-"), "{name}");
+        assert_eq!(name.len(), "import-user-job-".len() + 8);
+        let reversed = [params[1].clone(), params[0].clone()];
+        assert_eq!(name, launcher_job_name("importUserJob", &reversed));
+        assert_ne!(name, launcher_job_name("importUserJob", &params[..1]));
+
+        let long = launcher_job_name(&"X".repeat(100), &[]);
+        assert!(long.len() <= 63, "{long}");
+        let odd = launcher_job_name("--A__b..", &[]);
+        assert!(
+            odd.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{odd}"
+        );
+        assert!(!odd.starts_with('-'), "{odd}");
+        assert!(launcher_job_name("", &[]).starts_with("csv2db-"));
+    }
+}
