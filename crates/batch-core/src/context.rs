@@ -58,6 +58,13 @@ impl ExecutionContext {
         self.entries.insert(key.into(), value.into());
     }
 
+    /// Copies every entry of `other` into this context, replacing values of the same keys.
+    pub fn merge(&mut self, other: &ExecutionContext) {
+        for (key, value) in &other.entries {
+            self.entries.insert(key.clone(), value.clone());
+        }
+    }
+
     /// Removes `key`.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         self.entries.remove(key)

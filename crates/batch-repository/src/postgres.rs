@@ -26,6 +26,9 @@ impl Postgres {
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
+            // A broken connection fails its statement and the step, which a restart resumes;
+            // pinging before every transaction would cost a round trip per chunk.
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Ok(Postgres { pool })
     }
@@ -55,10 +58,11 @@ impl Backend for Postgres {
     /// final updates commit synchronously, which makes every chunk before them durable before
     /// COMPLETED is recorded.
     async fn begin_chunk(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
-        let mut tx = self.begin().await?;
-        tx.execute("SET LOCAL synchronous_commit = off", vec![])
-            .await?;
-        Ok(tx)
+        Ok(Box::new(PgTx(
+            self.pool
+                .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                .await?,
+        )))
     }
 }
 

@@ -193,9 +193,10 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
         "csv2db.ChunkStep"
     }
 
-    /// Reads chunk k+1 while chunk k is written and committed, so parsing and processing overlap
-    /// the database's work. Chunk k's reader position and rejects are saved into the step's
-    /// context before chunk k+1 is read, so each commit records exactly its own chunk.
+    /// Reads chunk k+1 on its own task while chunk k is written and committed, so parsing and
+    /// processing run in parallel with the database's work. With each chunk the reading task
+    /// hands over the reader position (and rejects extent) after it, which the chunk's commit
+    /// records, so each commit records exactly its own chunk.
     async fn execute(&self, ctx: &mut StepContext<'_>) -> Result<ExitStatus, StepError> {
         let parts = self.factory.create(ctx).await?;
         let counters = ctx.step_execution().counters;
@@ -210,8 +211,15 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
         let mut writer = parts.writer;
         source.reader.open(&ctx.step_execution().context).await?;
         writer.open().await?;
-        let mut chunk = source.read_chunk().await?;
+        let (chunks, mut next_chunk) = tokio::sync::mpsc::channel(1);
+        let reading = AbortOnDrop(tokio::spawn(source.produce(chunks)));
         loop {
+            let Some(read) = next_chunk.recv().await else {
+                return Err(StepError::Failed(
+                    "the chunk reader stopped unexpectedly".into(),
+                ));
+            };
+            let (chunk, position, progress) = read?;
             if ctx.is_stop_requested() {
                 return Err(StepError::Interrupted);
             }
@@ -219,25 +227,29 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
                 return Ok(ExitStatus::completed());
             }
             let mut context = ctx.step_execution().context.clone();
-            source.save_position(&mut context)?;
+            context.merge(&position);
             let end_of_input = chunk.end_of_input;
-            let written = write_and_commit(ctx, writer.as_mut(), chunk, context);
-            let next = if end_of_input {
-                written.await?;
-                None
-            } else {
-                let (written, next) = tokio::join!(written, source.read_chunk());
-                written?;
-                Some(next?)
-            };
+            write_and_commit(ctx, writer.as_mut(), chunk, context).await?;
             if let Some(listener) = &parts.listener {
-                listener.after_chunk(ctx.step_execution(), source.reader.progress());
+                listener.after_chunk(ctx.step_execution(), progress);
             }
-            match next {
-                Some(next) => chunk = next,
-                None => return Ok(ExitStatus::completed()),
+            if end_of_input {
+                drop(reading);
+                return Ok(ExitStatus::completed());
             }
         }
+    }
+}
+
+/// A chunk read ahead: its items, the reader position after it, and the reader's progress.
+type ReadAhead<O> = Result<(Chunk<O>, ExecutionContext, Option<f64>), StepError>;
+
+/// Aborts the task when dropped, so a step that ends early stops reading ahead.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -283,7 +295,7 @@ struct Source<I, O> {
     chunk_size: usize,
 }
 
-impl<I, O> Source<I, O> {
+impl<I: Send + 'static, O: Send + 'static> Source<I, O> {
     /// Reads and processes up to `chunk_size` items.
     async fn read_chunk(&mut self) -> Result<Chunk<O>, StepError> {
         let mut chunk = Chunk {
@@ -345,6 +357,25 @@ impl<I, O> Source<I, O> {
         }
         self.reader.update(context);
         Ok(())
+    }
+
+    /// Reads chunks until the end of the input or an error, handing each over with the
+    /// position after it; stops when the receiving step goes away.
+    async fn produce(mut self, chunks: tokio::sync::mpsc::Sender<ReadAhead<O>>) {
+        loop {
+            let read = self.read_chunk().await.and_then(|chunk| {
+                let mut position = ExecutionContext::new();
+                self.save_position(&mut position)?;
+                Ok((chunk, position, self.reader.progress()))
+            });
+            let last = match &read {
+                Ok((chunk, _, _)) => chunk.end_of_input,
+                Err(_) => true,
+            };
+            if chunks.send(read).await.is_err() || last {
+                return;
+            }
+        }
     }
 }
 
