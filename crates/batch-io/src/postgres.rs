@@ -15,7 +15,7 @@ use batch_core::step::item::{ChunkTransaction, ItemWriter};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnection, PgCopyIn};
 
-use crate::table::{TableRow, TableTarget, WriteError};
+use crate::table::{TableRow, TableTarget, WriteError, cached_statement};
 
 /// The PGCOPY binary signature, then 32-bit flags (0) and header-extension length (0).
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -60,18 +60,13 @@ impl<T: TableRow> PgCopyWriter<T> {
 
     /// The `COPY` statement, built once the target is validated.
     fn statement(&mut self) -> Result<Arc<str>, WriteError> {
-        if let Some(statement) = &self.statement {
-            return Ok(statement.clone());
-        }
-        self.target.validate()?;
-        let statement: Arc<str> = format!(
-            "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            self.target.table,
-            self.target.column_list()
-        )
-        .into();
-        self.statement = Some(statement.clone());
-        Ok(statement)
+        cached_statement(&mut self.statement, &self.target, |target| {
+            format!(
+                "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                target.table,
+                target.column_list()
+            )
+        })
     }
 }
 
@@ -244,22 +239,17 @@ impl<T: TableRow> PgInsertWriter<T> {
 
     /// The `INSERT` statement, built once the target is validated.
     fn statement(&mut self) -> Result<Arc<str>, WriteError> {
-        if let Some(statement) = &self.statement {
-            return Ok(statement.clone());
-        }
-        self.target.validate()?;
-        let placeholders: Vec<String> = (1..=self.target.columns.len())
-            .map(|n| format!("${n}"))
-            .collect();
-        let statement: Arc<str> = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            self.target.table,
-            self.target.column_list(),
-            placeholders.join(", ")
-        )
-        .into();
-        self.statement = Some(statement.clone());
-        Ok(statement)
+        cached_statement(&mut self.statement, &self.target, |target| {
+            let placeholders: Vec<String> = (1..=target.columns.len())
+                .map(|n| format!("${n}"))
+                .collect();
+            format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                target.table,
+                target.column_list(),
+                placeholders.join(", ")
+            )
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use batch_core::step::item::{ChunkTransaction, ItemWriter};
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 
-use crate::table::{TableRow, TableTarget, WriteError};
+use crate::table::{TableRow, TableTarget, WriteError, cached_statement};
 
 /// The most bound parameters one SQLite statement takes (`SQLITE_MAX_VARIABLE_NUMBER`).
 const MAX_PARAMETERS: usize = 32766;
@@ -65,14 +65,11 @@ impl<T: TableRow> SqliteInsertWriter<T> {
 
     /// The statement inserting a full group of rows, built once the target is validated.
     fn full_statement(&mut self) -> Result<Arc<str>, WriteError> {
-        if let Some(statement) = &self.full {
-            return Ok(statement.clone());
-        }
-        self.target.validate()?;
-        let rows = rows_per_statement(self.rows_per_statement, self.target.columns.len());
-        let statement = insert_statement(&self.target, rows);
-        self.full = Some(statement.clone());
-        Ok(statement)
+        let wanted = self.rows_per_statement;
+        cached_statement(&mut self.full, &self.target, |target| {
+            let rows = rows_per_statement(wanted, target.columns.len());
+            insert_statement(target, rows).to_string()
+        })
     }
 
     /// The statement inserting `rows` rows (fewer than a full group).

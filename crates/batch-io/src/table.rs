@@ -195,6 +195,22 @@ fn check_identifier(what: &'static str, name: &str) -> Result<(), WriteError> {
     }
 }
 
+/// The statement cached in `slot`, or, on first use, `build`'s statement for `target` once the
+/// target is validated (its names go into the SQL text).
+pub(crate) fn cached_statement(
+    slot: &mut Option<std::sync::Arc<str>>,
+    target: &TableTarget,
+    build: impl FnOnce(&TableTarget) -> String,
+) -> Result<std::sync::Arc<str>, WriteError> {
+    if let Some(statement) = slot {
+        return Ok(statement.clone());
+    }
+    target.validate()?;
+    let statement: std::sync::Arc<str> = build(target).into();
+    *slot = Some(statement.clone());
+    Ok(statement)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use batch_io::postgres::{PgCopyWriter, PgInsertWriter};
 use batch_io::sqlite::SqliteInsertWriter;
 use batch_io::table::TableTarget;
 use batch_repository::{Repository, SpringBatchVersion};
+use batch_repository::{postgres_pool, sqlite_pool};
 use batch_testkit::{TestDb, on_both_databases};
 
 /// A `people` row: first and last name, `None` for NULL.
@@ -87,9 +88,10 @@ impl Fixture {
 
     /// The fast writer of the repository's database.
     fn writer(&self) -> Box<dyn ItemWriter<Person>> {
-        match (self.repository.pg_pool(), self.repository.sqlite_pool()) {
-            (Some(pool), _) => Box::new(PgCopyWriter::new(pool.clone(), people())),
-            (_, Some(pool)) => Box::new(SqliteInsertWriter::new(pool.clone(), people())),
+        let repository = self.repository.job_repository();
+        match (postgres_pool(&*repository), sqlite_pool(&*repository)) {
+            (Some(pool), _) => Box::new(PgCopyWriter::new(pool, people())),
+            (_, Some(pool)) => Box::new(SqliteInsertWriter::new(pool, people())),
             (None, None) => unreachable!("a repository has a pool"),
         }
     }
@@ -284,14 +286,13 @@ async fn invalid_names_are_refused_before_any_sql(db: TestDb) {
     let fixture = Fixture::new(db).await;
     let mut target = people();
     target.columns[1] = "last_name) VALUES ('x', 'y'); --".into();
-    let mut writer: Box<dyn ItemWriter<Person>> = match (
-        fixture.repository.pg_pool(),
-        fixture.repository.sqlite_pool(),
-    ) {
-        (Some(pool), _) => Box::new(PgCopyWriter::new(pool.clone(), target)),
-        (_, Some(pool)) => Box::new(SqliteInsertWriter::new(pool.clone(), target)),
-        (None, None) => unreachable!(),
-    };
+    let repository = fixture.repository.job_repository();
+    let mut writer: Box<dyn ItemWriter<Person>> =
+        match (postgres_pool(&*repository), sqlite_pool(&*repository)) {
+            (Some(pool), _) => Box::new(PgCopyWriter::new(pool, target)),
+            (_, Some(pool)) => Box::new(SqliteInsertWriter::new(pool, target)),
+            (None, None) => unreachable!(),
+        };
     let error = writer.open().await.expect_err("invalid column");
     assert!(error.to_string().contains("invalid column name"), "{error}");
     let mut transaction = fixture.jobs.begin_chunk().await.expect("begin");
@@ -359,7 +360,7 @@ mod postgres_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_insert_baseline_writes_the_same_rows() {
         let mut fixture = Fixture::new(TestDb::postgres().await).await;
-        let pool = fixture.repository.pg_pool().expect("pg").clone();
+        let pool = postgres_pool(&*fixture.repository.job_repository()).expect("pg");
         let mut writer = PgInsertWriter::<Person>::new(pool, people());
         writer.open().await.expect("open");
         writer.open().await.expect("open again");

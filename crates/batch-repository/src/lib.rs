@@ -185,22 +185,6 @@ impl Repository {
             Backends::Sqlite(repository) => repository.clone(),
         }
     }
-
-    /// The PostgreSQL pool, when the metadata lives in PostgreSQL.
-    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
-        match &self.0 {
-            Backends::Postgres(repository) => Some(repository.backend().pool()),
-            Backends::Sqlite(_) => None,
-        }
-    }
-
-    /// The SQLite pool, when the metadata lives in SQLite.
-    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
-        match &self.0 {
-            Backends::Sqlite(repository) => Some(repository.backend().pool()),
-            Backends::Postgres(_) => None,
-        }
-    }
 }
 
 /// The PostgreSQL pool of a repository made by [`connect`], when its metadata lives in
