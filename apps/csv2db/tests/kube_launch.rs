@@ -99,10 +99,7 @@ fn the_dry_run_prints_the_launching_job() {
         container["image"],
         format!("csv2db:{}", env!("CARGO_PKG_VERSION"))
     );
-    assert_eq!(
-        container["command"],
-        serde_json::json!(["/usr/local/bin/csv2db"])
-    );
+    assert_eq!(container["command"], serde_json::json!(["csv2db"]));
     assert_eq!(
         container["args"],
         serde_json::json!([

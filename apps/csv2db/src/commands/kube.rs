@@ -46,8 +46,9 @@ pub const DEFAULT_CLAIM: &str = "spring-batch-claim";
 pub const DEFAULT_MOUNT_PATH: &str = "/test";
 /// The launcher container's name.
 pub const CONTAINER: &str = "csv2db";
-/// Where the image holds the binary (deploy/Dockerfile).
-pub const BINARY: &str = "/usr/local/bin/csv2db";
+/// The launcher's command, found on the image's PATH (deploy/Dockerfile puts it in
+/// `/usr/local/bin`), as step1's child Jobs find it.
+pub const COMMAND: &str = "csv2db";
 /// The label on the launcher Job and its pod naming the job (as a label value).
 pub const JOB_LABEL: &str = "csv2db.io/job";
 
@@ -258,7 +259,7 @@ pub fn launcher_job(spec: &LaunchSpec<'_>) -> Job {
     let container = Container {
         name: CONTAINER.to_owned(),
         image: Some(spec.image.to_owned()),
-        command: Some(vec![BINARY.to_owned()]),
+        command: Some(vec![COMMAND.to_owned()]),
         args: Some(args),
         env: Some(env),
         resources: Some(ResourceRequirements {

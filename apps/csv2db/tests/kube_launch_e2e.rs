@@ -1,0 +1,352 @@
+//! `csv2db kube launch --follow` end to end, as an operator runs it, against the real control
+//! plane of `../shared/k8s-local` (its fake kubelet runs pods' commands as local processes, so
+//! `tests/e2e/run` puts this build's `csv2db` on the kubelet's PATH, starts a throwaway
+//! PostgreSQL and sets `CSV2DB_E2E_KUBECONFIG` and `DATABASE_URL`).
+//!
+//! The test applies `deploy/base` (ServiceAccount, Role, RoleBinding, ConfigMap) with kubectl
+//! into a namespace of its own, then launches importUserJob: the launcher runs in a pod under
+//! its own service account, its step1 child Job writes the CSV onto the shared claim, step2
+//! imports it into PostgreSQL, and the exit code comes back. Without the RoleBinding the run
+//! fails with the Role named in its exit message; with it back, launching again restarts it.
+//!
+//! Ignored by default; with `--include-ignored` but without `CSV2DB_E2E_KUBECONFIG` it says so
+//! and passes.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use batch_testkit::TestDb;
+
+const KUBECONFIG_VAR: &str = "CSV2DB_E2E_KUBECONFIG";
+/// How long one launch may take, from creating the Job to its pod's exit.
+const LAUNCH_DEADLINE: Duration = Duration::from_secs(240);
+const ROWS: i64 = 300;
+
+/// A namespace of the test's own with `deploy/base` applied, deleted on drop.
+struct Cluster {
+    kubeconfig: PathBuf,
+    namespace: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Creates the namespace, the database password's Secret, and the base with its ConfigMap
+    /// pointing at `database_url` and a claim of the namespace's name.
+    fn new(kubeconfig: PathBuf, database_url: &str) -> Cluster {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let namespace = format!("csv2db-e2e-launch-{:x}", nanos & 0xfffff);
+        let cluster = Cluster {
+            kubeconfig,
+            namespace,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        cluster.kubectl_ok(&["create", "namespace", &cluster.namespace], None);
+        std::fs::write(
+            cluster.properties(),
+            format!(
+                "spring.datasource.url={database_url}\n\
+                 openshift.project.name={ns}\n\
+                 openshift.pvc.name={ns}\n",
+                ns = cluster.namespace
+            ),
+        )
+        .expect("write batch.properties");
+        cluster.kubectl_ok(
+            &[
+                "create",
+                "secret",
+                "generic",
+                "csv2db-db",
+                "--from-literal=password=unused-with-trust-auth",
+            ],
+            None,
+        );
+        cluster.apply_base();
+        cluster.wait_for_token("csv2db-launcher");
+        cluster
+    }
+
+    /// The configuration both the operator's csv2db and the launcher pod read.
+    fn properties(&self) -> PathBuf {
+        self.dir.path().join("batch.properties")
+    }
+
+    /// Renders `deploy/base` in an overlay that sets the namespace (the RoleBinding's subject
+    /// too, as README says) and replaces the ConfigMap's properties, and applies it.
+    fn apply_base(&self) {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/base");
+        let base = base.canonicalize().expect("deploy/base");
+        let overlay = self.dir.path().join("overlay");
+        std::fs::create_dir_all(&overlay).expect("overlay dir");
+        let overlay = overlay.canonicalize().expect("overlay dir");
+        // kustomize takes no absolute paths: climb from the overlay to / and down to the base.
+        let climb = "../".repeat(overlay.components().count() - 1);
+        let base = format!(
+            "{climb}{}",
+            base.display().to_string().trim_start_matches('/')
+        );
+        std::fs::copy(self.properties(), overlay.join("batch.properties")).expect("copy");
+        std::fs::write(
+            overlay.join("kustomization.yaml"),
+            format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\n\
+                 kind: Kustomization\n\
+                 resources:\n  - {base}\n\
+                 transformers:\n\
+                 \x20 - |-\n\
+                 \x20   apiVersion: builtin\n\
+                 \x20   kind: NamespaceTransformer\n\
+                 \x20   metadata: {{ name: namespace, namespace: {namespace} }}\n\
+                 \x20   setRoleBindingSubjects: allServiceAccounts\n\
+                 configMapGenerator:\n\
+                 \x20 - name: batch-config\n\
+                 \x20   behavior: replace\n\
+                 \x20   files: [batch.properties]\n\
+                 \x20   options: {{ disableNameSuffixHash: true }}\n",
+                namespace = self.namespace
+            ),
+        )
+        .expect("write kustomization");
+        let rendered = self.kubectl_ok(&["kustomize", &overlay.display().to_string()], None);
+        self.kubectl_ok(&["apply", "-f", "-"], Some(&rendered));
+    }
+
+    /// Waits until the service account has its token Secret (1.20 refuses pods before).
+    fn wait_for_token(&self, account: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let secrets = self.kubectl_ok(
+                &[
+                    "get",
+                    "serviceaccount",
+                    account,
+                    "-o",
+                    "jsonpath={.secrets[*].name}",
+                ],
+                None,
+            );
+            if !secrets.trim().is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no token for {account}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs kubectl in the namespace, with `stdin` if given.
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("kubectl")
+            .args(["--kubeconfig", &self.kubeconfig.display().to_string()])
+            .args(["--namespace", &self.namespace])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut input = child.stdin.take().expect("stdin");
+        input
+            .write_all(stdin.unwrap_or_default().as_bytes())
+            .expect("write kubectl's input");
+        drop(input);
+        child.wait_with_output().expect("kubectl's output")
+    }
+
+    /// Runs kubectl, which must succeed; returns its standard output.
+    fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.kubectl(args, stdin);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `csv2db kube launch importUserJob <parameters> --follow`, as the operator runs it.
+    fn launch(&self, parameters: &[&str]) -> Launch {
+        let mut args = vec!["kube", "launch", "importUserJob"];
+        args.extend_from_slice(parameters);
+        args.push("--follow");
+        let child = Command::new(env!("CARGO_BIN_EXE_csv2db"))
+            .args(&args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("SPRING_CONFIG_LOCATION", self.properties())
+            .env_remove("DATABASE_URL")
+            .env_remove("CSV2DB_CONFIG")
+            .env_remove("CSV2DB_NAMESPACE")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run csv2db kube launch");
+        let output = wait_with_deadline(child, LAUNCH_DEADLINE);
+        Launch {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The launcher Job's name for `parameters`, as `--dry-run` prints it.
+    fn launcher_job_name(&self, parameters: &[&str]) -> String {
+        let mut args = vec!["kube", "launch", "importUserJob"];
+        args.extend_from_slice(parameters);
+        args.push("--dry-run");
+        let output = Command::new(env!("CARGO_BIN_EXE_csv2db"))
+            .args(&args)
+            .env("SPRING_CONFIG_LOCATION", self.properties())
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run csv2db kube launch --dry-run");
+        assert!(output.status.success(), "{output:?}");
+        let job: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        job["metadata"]["name"].as_str().expect("a name").to_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let output = self.kubectl(
+            &["delete", "namespace", &self.namespace, "--wait=false"],
+            None,
+        );
+        if !output.status.success() {
+            eprintln!(
+                "cannot delete namespace {}: {}",
+                self.namespace,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+/// What `csv2db kube launch --follow` returned.
+#[derive(Debug)]
+struct Launch {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Waits for `child`, killing it after `deadline`.
+fn wait_with_deadline(mut child: std::process::Child, deadline: Duration) -> Output {
+    let started = Instant::now();
+    while child.try_wait().expect("wait for csv2db").is_none() {
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("csv2db's output");
+            panic!(
+                "csv2db kube launch did not finish in {deadline:?}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.wait_with_output().expect("csv2db's output")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a cluster: run tests/e2e/run (sets CSV2DB_E2E_KUBECONFIG)"]
+async fn an_operator_launches_fails_and_restarts_import_user_job() {
+    let Some(kubeconfig) = std::env::var_os(KUBECONFIG_VAR).map(PathBuf::from) else {
+        eprintln!("skipped: needs a cluster: run tests/e2e/run (sets {KUBECONFIG_VAR})");
+        return;
+    };
+    let db = TestDb::postgres().await;
+    let cluster = Cluster::new(kubeconfig, &db.url);
+    let count = format!("count={ROWS}");
+
+    // A run: the launcher pod under its own account, step1's child Job, rows in PostgreSQL.
+    let first = ["jobFileLocation=/test/run1.csv", "batchRun=1", &count];
+    let launch = cluster.launch(&first);
+    assert_eq!(launch.code, Some(0), "{launch:?}");
+    assert!(launch.stderr.contains("exited with code 0"), "{launch:?}");
+    let launcher = cluster.launcher_job_name(&first);
+    let account = cluster.kubectl_ok(
+        &[
+            "get",
+            "pods",
+            "-l",
+            &format!("job-name={launcher}"),
+            "-o",
+            "jsonpath={.items[*].spec.serviceAccountName}",
+        ],
+        None,
+    );
+    assert_eq!(account, "csv2db-launcher");
+    // step1 ran as a child Job of the launcher's own, which succeeded.
+    let children = cluster.kubectl_ok(
+        &[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.succeeded} {end}",
+        ],
+        None,
+    );
+    assert!(
+        children
+            .split_whitespace()
+            .any(|job| job.starts_with("generate-csv-") && job.ends_with("=1")),
+        "{children}"
+    );
+    assert_eq!(db.count("select count(*) from people").await, ROWS);
+    assert_eq!(
+        db.query_strings(
+            "select s.step_name, s.status, s.write_count from batch_step_execution s \
+             order by s.step_execution_id"
+        )
+        .await,
+        vec![
+            vec!["step1".to_owned(), "COMPLETED".to_owned(), "0".to_owned()],
+            vec!["step2".to_owned(), "COMPLETED".to_owned(), ROWS.to_string()],
+        ]
+    );
+
+    // Without the RoleBinding, step1 cannot create its child Job: the run fails, says why,
+    // and the pod's exit code comes back.
+    cluster.kubectl_ok(&["delete", "rolebinding", "csv2db-launcher"], None);
+    let second = ["jobFileLocation=/test/run2.csv", "batchRun=2", &count];
+    let failed = cluster.launch(&second);
+    assert_eq!(failed.code, Some(1), "{failed:?}");
+    let message = db
+        .scalar(
+            "select e.exit_message from batch_job_execution e \
+             where e.status = 'FAILED'",
+        )
+        .await;
+    assert!(
+        message.contains("403") && message.contains("deploy/base/role.yaml"),
+        "{message}"
+    );
+    assert!(failed.stdout.contains("403"), "{failed:?}");
+
+    // With the Role bound again, launching the same parameters restarts the failed run.
+    cluster.apply_base();
+    cluster.kubectl_ok(
+        &["delete", "job", &cluster.launcher_job_name(&second)],
+        None,
+    );
+    let restarted = cluster.launch(&second);
+    assert_eq!(restarted.code, Some(0), "{restarted:?}");
+    assert_eq!(db.count("select count(*) from people").await, 2 * ROWS);
+    assert_eq!(
+        db.query_strings(
+            "select p.parameter_value, e.status from batch_job_execution e \
+             join batch_job_execution_params p on p.job_execution_id = e.job_execution_id \
+             where p.parameter_name = 'batchRun' order by e.job_execution_id"
+        )
+        .await,
+        vec![
+            vec!["1".to_owned(), "COMPLETED".to_owned()],
+            vec!["2".to_owned(), "FAILED".to_owned()],
+            vec!["2".to_owned(), "COMPLETED".to_owned()],
+        ]
+    );
+}
