@@ -167,19 +167,27 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// `csv2db kube launch importUserJob <parameters> --follow`, as the operator runs it.
-    fn launch(&self, parameters: &[&str]) -> Launch {
-        let mut args = vec!["kube", "launch", "importUserJob"];
-        args.extend_from_slice(parameters);
-        args.push("--follow");
-        let child = Command::new(env!("CARGO_BIN_EXE_csv2db"))
-            .args(&args)
+    /// `csv2db kube launch importUserJob <parameters> <mode>`, with the operator's kubeconfig
+    /// and the test's configuration.
+    fn kube_launch(&self, parameters: &[&str], mode: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_csv2db"));
+        command
+            .args(["kube", "launch", "importUserJob"])
+            .args(parameters)
+            .arg(mode)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("SPRING_CONFIG_LOCATION", self.properties())
             .env_remove("DATABASE_URL")
             .env_remove("CSV2DB_CONFIG")
             .env_remove("CSV2DB_NAMESPACE")
-            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        command
+    }
+
+    /// `csv2db kube launch importUserJob <parameters> --follow`, as the operator runs it.
+    fn launch(&self, parameters: &[&str]) -> Launch {
+        let child = self
+            .kube_launch(parameters, "--follow")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -194,13 +202,8 @@ impl Cluster {
 
     /// The launcher Job's name for `parameters`, as `--dry-run` prints it.
     fn launcher_job_name(&self, parameters: &[&str]) -> String {
-        let mut args = vec!["kube", "launch", "importUserJob"];
-        args.extend_from_slice(parameters);
-        args.push("--dry-run");
-        let output = Command::new(env!("CARGO_BIN_EXE_csv2db"))
-            .args(&args)
-            .env("SPRING_CONFIG_LOCATION", self.properties())
-            .env_remove("DATABASE_URL")
+        let output = self
+            .kube_launch(parameters, "--dry-run")
             .output()
             .expect("run csv2db kube launch --dry-run");
         assert!(output.status.success(), "{output:?}");
