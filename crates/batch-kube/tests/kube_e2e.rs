@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use batch_core::BatchStatus;
 use batch_core::job::Job as BatchJob;
-use batch_core::job::parameters::{JobParameter, JobParameters};
-use batch_core::launch::{JobLauncher, LaunchSettings};
-use batch_core::repository::JobRepository;
+use batch_core::job::parameters::JobParameters;
 use batch_core::step::{StepExecution, StopSignal};
 use batch_kube::kube::{
     KubeError, LauncherPod, MANAGED_BY_LABEL, STEP_EXECUTION_LABEL, child_job_name,
@@ -26,6 +24,7 @@ use batch_kube::{
     ContainerJobSpec, ContainerJobStep, ContainerOutcome, ContainerRunner, KubeRunner, RunContext,
     RunnerError,
 };
+use batch_testkit::{TestDb, launch_single_step, string_parameters};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -153,13 +152,6 @@ fn shell(name: &str, script: &str) -> ContainerJobSpec {
     ContainerJobSpec::new(name, "busybox:1.36").command(["sh", "-c", script])
 }
 
-fn params(pairs: &[(&str, &str)]) -> JobParameters {
-    pairs
-        .iter()
-        .map(|(name, value)| (name.to_string(), JobParameter::string(*value)))
-        .collect()
-}
-
 async fn run_direct(
     runner: &KubeRunner,
     spec: &ContainerJobSpec,
@@ -184,39 +176,19 @@ async fn run_direct(
 // ---------------------------------------------------------------------------------------------
 // Through a real job launcher on SQLite.
 
-struct Sqlite {
-    repository: Arc<dyn JobRepository>,
-    _dir: tempfile::TempDir,
-}
-
-async fn sqlite() -> Sqlite {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("csv2db.db").display());
-    let repository = batch_repository::connect(&batch_repository::ConnectOptions {
-        url,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to SQLite")
-    .job_repository();
-    Sqlite {
-        repository,
-        _dir: dir,
-    }
-}
-
 async fn launch(
     runner: KubeRunner,
     spec: ContainerJobSpec,
     parameters: JobParameters,
 ) -> (BatchStatus, StepExecution) {
-    let db = sqlite().await;
+    let db = TestDb::sqlite();
     let job = BatchJob::builder("importUserJob")
         .step(ContainerJobStep::new("step1", spec, Arc::new(runner)))
         .build();
-    let execution = tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(120),
-        JobLauncher::new(db.repository.clone(), LaunchSettings::default()).run(
+        launch_single_step(
+            &db.job_repository().await,
             &job,
             parameters,
             StopSignal::new(),
@@ -224,14 +196,6 @@ async fn launch(
     )
     .await
     .expect("the job ends within 2 minutes")
-    .expect("launch");
-    let mut steps = db
-        .repository
-        .step_executions(execution.id)
-        .await
-        .expect("step executions");
-    assert_eq!(steps.len(), 1);
-    (execution.status, steps.remove(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +210,7 @@ async fn a_child_job_succeeds_and_writes_to_the_claim() {
         let (status, step) = launch(
             env.runner(),
             spec,
-            params(&[("jobFileLocation", "/test/people.csv"), ("batchRun", "1")]),
+            string_parameters(&[("jobFileLocation", "/test/people.csv"), ("batchRun", "1")]),
         )
         .await;
         assert_eq!(status, BatchStatus::Completed, "{:?}", step.exit_status);
@@ -293,7 +257,7 @@ async fn a_failing_child_job_fails_its_step_with_the_log_tail() {
         let (status, step) = launch(
             env.runner(),
             spec,
-            params(&[("jobFileLocation", "/test/myfile1.csv")]),
+            string_parameters(&[("jobFileLocation", "/test/myfile1.csv")]),
         )
         .await;
         assert_eq!(status, BatchStatus::Failed);

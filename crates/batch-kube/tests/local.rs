@@ -6,25 +6,17 @@ use std::time::{Duration, Instant};
 
 use batch_core::BatchStatus;
 use batch_core::job::Job;
-use batch_core::job::parameters::{JobParameter, JobParameters};
-use batch_core::launch::{JobLauncher, LaunchSettings};
-use batch_core::repository::JobRepository;
+use batch_core::job::parameters::JobParameters;
 use batch_core::step::{StepExecution, StopSignal};
 use batch_kube::step::{EXIT_CODE_KEY, REASON_KEY};
 use batch_kube::{
     ContainerJobError, ContainerJobSpec, ContainerJobStep, ContainerOutcome, ContainerRunner,
     LocalRunner, RunContext, RunnerError,
 };
+use batch_testkit::{TestDb, launch_single_step, string_parameters};
 
 fn shell(name: &str, script: &str) -> ContainerJobSpec {
     ContainerJobSpec::new(name, "busybox").command(["sh", "-c", script])
-}
-
-fn params(pairs: &[(&str, &str)]) -> JobParameters {
-    pairs
-        .iter()
-        .map(|(name, value)| (name.to_string(), JobParameter::string(*value)))
-        .collect()
 }
 
 async fn run_with(
@@ -82,7 +74,7 @@ async fn environment_from_a_job_parameter_reaches_the_process() {
     .env_literal("FIXED", "fixed value");
     let outcome = run(
         &spec,
-        &params(&[("jobFileLocation", target.to_str().expect("utf-8 path"))]),
+        &string_parameters(&[("jobFileLocation", target.to_str().expect("utf-8 path"))]),
     )
     .await;
     assert!(outcome.succeeded, "{outcome:?}");
@@ -259,7 +251,7 @@ async fn references_are_expanded_as_kubernetes_does() {
         .arg("printf '%s\\n' '$(GREETING), $(NAME)! $(UNDEFINED) $$(GREETING) cost: $5'")
         .env_literal("GREETING", "Hello")
         .env_parameter("NAME", "who");
-    let outcome = run(&spec, &params(&[("who", "World")])).await;
+    let outcome = run(&spec, &string_parameters(&[("who", "World")])).await;
     assert!(outcome.succeeded, "{outcome:?}");
     assert_eq!(
         outcome.log_tail,
@@ -380,27 +372,6 @@ async fn processes_left_behind_do_not_hold_the_step() {
 // ---------------------------------------------------------------------------------------------
 // Inside a real job, on a SQLite repository.
 
-struct Sqlite {
-    repository: Arc<dyn JobRepository>,
-    _dir: tempfile::TempDir,
-}
-
-async fn sqlite() -> Sqlite {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("csv2db.db").display());
-    let repository = batch_repository::connect(&batch_repository::ConnectOptions {
-        url,
-        ..Default::default()
-    })
-    .await
-    .expect("connect to SQLite")
-    .job_repository();
-    Sqlite {
-        repository,
-        _dir: dir,
-    }
-}
-
 fn job_with(spec: ContainerJobSpec) -> Job {
     Job::builder("containerJob")
         .step(ContainerJobStep::new(
@@ -412,27 +383,23 @@ fn job_with(spec: ContainerJobSpec) -> Job {
 }
 
 async fn launch(
-    db: &Sqlite,
+    db: &TestDb,
     spec: ContainerJobSpec,
     parameters: JobParameters,
     stop: StopSignal,
 ) -> (BatchStatus, StepExecution) {
-    let execution = JobLauncher::new(db.repository.clone(), LaunchSettings::default())
-        .run(&job_with(spec), parameters, stop)
-        .await
-        .expect("launch");
-    let mut steps = db
-        .repository
-        .step_executions(execution.id)
-        .await
-        .expect("step executions");
-    assert_eq!(steps.len(), 1);
-    (execution.status, steps.remove(0))
+    launch_single_step(
+        &db.job_repository().await,
+        &job_with(spec),
+        parameters,
+        stop,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_container_job_fails_its_step_with_the_log_tail() {
-    let db = sqlite().await;
+    let db = TestDb::sqlite();
     let spec = shell(
         "fail-csv",
         "i=1; while [ $i -le 60 ]; do echo \"row $i\"; i=$((i+1)); done; \
@@ -442,7 +409,7 @@ async fn a_failing_container_job_fails_its_step_with_the_log_tail() {
     let (status, step) = launch(
         &db,
         spec,
-        params(&[("jobFileLocation", "/test/myfile1.csv")]),
+        string_parameters(&[("jobFileLocation", "/test/myfile1.csv")]),
         StopSignal::new(),
     )
     .await;
@@ -469,7 +436,7 @@ async fn a_failing_container_job_fails_its_step_with_the_log_tail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_succeeding_container_job_completes_its_step() {
-    let db = sqlite().await;
+    let db = TestDb::sqlite();
     let dir = tempfile::tempdir().expect("temp dir");
     let target = dir.path().join("people.csv");
     let spec = shell("generate-csv", "echo 'Jill,Doe' > \"$FILENAME\"")
@@ -477,7 +444,7 @@ async fn a_succeeding_container_job_completes_its_step() {
     let (status, step) = launch(
         &db,
         spec,
-        params(&[("jobFileLocation", target.to_str().expect("utf-8 path"))]),
+        string_parameters(&[("jobFileLocation", target.to_str().expect("utf-8 path"))]),
         StopSignal::new(),
     )
     .await;
@@ -500,9 +467,15 @@ async fn a_succeeding_container_job_completes_its_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_job_parameter_fails_the_step_naming_it() {
-    let db = sqlite().await;
+    let db = TestDb::sqlite();
     let spec = shell("generate-csv", "true").env_parameter("FILENAME", "jobFileLocation");
-    let (status, step) = launch(&db, spec, params(&[("batchRun", "1")]), StopSignal::new()).await;
+    let (status, step) = launch(
+        &db,
+        spec,
+        string_parameters(&[("batchRun", "1")]),
+        StopSignal::new(),
+    )
+    .await;
     assert_eq!(status, BatchStatus::Failed);
     assert_eq!(
         step.exit_status.description,
@@ -514,7 +487,7 @@ async fn a_missing_job_parameter_fails_the_step_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_job_kills_the_container_job_and_stops_the_step() {
-    let db = sqlite().await;
+    let db = TestDb::sqlite();
     let spec = shell("long", "echo working; sleep 60");
     let stop = StopSignal::new();
     {

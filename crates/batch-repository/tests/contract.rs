@@ -15,7 +15,7 @@ use batch_core::step::tasklet::{RepeatStatus, Tasklet, TaskletStep};
 use batch_core::step::{StepContext, StepError, StopSignal};
 use batch_core::{BatchStatus, ExitStatus};
 use batch_repository::SpringBatchVersion;
-use batch_testkit::{TestDb, on_both_databases};
+use batch_testkit::{TestDb, on_both_databases, string_parameters};
 
 /// Finishes at once.
 struct Done;
@@ -76,19 +76,12 @@ impl Tasklet for Sleep {
     }
 }
 
-fn params(pairs: &[(&str, &str)]) -> JobParameters {
-    pairs
-        .iter()
-        .map(|(name, value)| (name.to_string(), JobParameter::string(*value)))
-        .collect()
-}
-
 fn launcher(repository: Arc<dyn JobRepository>) -> JobLauncher {
     JobLauncher::new(repository, LaunchSettings::default())
 }
 
 fn seed_parameters() -> JobParameters {
-    params(&[("jobFileLocation", "/test/myfile2.csv"), ("batchRun", "2")])
+    string_parameters(&[("jobFileLocation", "/test/myfile2.csv"), ("batchRun", "2")])
 }
 
 async fn schema_is_created_and_keys_and_parameters_are_stored_as_spring_batch_does(db: TestDb) {
@@ -167,7 +160,7 @@ async fn contexts_are_jackson_json(db: TestDb) {
         .step(TaskletStep::new("s", FailWhileCounting { failures, runs }))
         .build();
     launcher(repository)
-        .run(&job, params(&[("a", "1")]), StopSignal::new())
+        .run(&job, string_parameters(&[("a", "1")]), StopSignal::new())
         .await
         .expect("run");
     let rows = db
@@ -191,17 +184,25 @@ async fn new_parameters_make_new_instances_and_completed_ones_are_refused(db: Te
         .build();
     let launcher = launcher(repository.clone());
     let first = launcher
-        .run(&job, params(&[("batchRun", "1")]), StopSignal::new())
+        .run(
+            &job,
+            string_parameters(&[("batchRun", "1")]),
+            StopSignal::new(),
+        )
         .await
         .expect("first");
     let second = launcher
-        .run(&job, params(&[("batchRun", "2")]), StopSignal::new())
+        .run(
+            &job,
+            string_parameters(&[("batchRun", "2")]),
+            StopSignal::new(),
+        )
         .await
         .expect("second");
     assert_ne!(first.instance.id, second.instance.id);
     // A non-identifying parameter does not change the instance.
-    let again =
-        params(&[("batchRun", "1")]).with("note", JobParameter::string("x").non_identifying());
+    let again = string_parameters(&[("batchRun", "1")])
+        .with("note", JobParameter::string("x").non_identifying());
     let error = launcher
         .run(&job, again, StopSignal::new())
         .await
@@ -223,7 +224,11 @@ async fn missing_required_parameters_are_refused_before_anything_is_written(db: 
         .step(TaskletStep::new("step1", Done))
         .build();
     let error = launcher(repository)
-        .run(&job, params(&[("batchRun", "1")]), StopSignal::new())
+        .run(
+            &job,
+            string_parameters(&[("batchRun", "1")]),
+            StopSignal::new(),
+        )
         .await
         .expect_err("missing parameter");
     assert!(
@@ -256,7 +261,7 @@ async fn a_failed_instance_restarts_skipping_completed_steps_with_the_step_conte
         .build();
     let launcher = launcher(repository.clone());
     let failed = launcher
-        .run(&job, params(&[("run", "1")]), StopSignal::new())
+        .run(&job, string_parameters(&[("run", "1")]), StopSignal::new())
         .await
         .expect("first run");
     assert_eq!(failed.status, BatchStatus::Failed);
@@ -272,7 +277,7 @@ async fn a_failed_instance_restarts_skipping_completed_steps_with_the_step_conte
     assert_eq!(steps[1].counters.rollback, 1);
 
     let restarted = launcher
-        .run(&job, params(&[("run", "1")]), StopSignal::new())
+        .run(&job, string_parameters(&[("run", "1")]), StopSignal::new())
         .await
         .expect("restart");
     assert_eq!(restarted.status, BatchStatus::Completed);
@@ -331,7 +336,7 @@ async fn failures_are_recorded_on_step_and_job_cut_to_2500_characters(db: TestDb
 
 async fn a_running_instance_is_refused_and_a_stale_one_is_recovered(db: TestDb) {
     let repository = db.connect(SpringBatchVersion::V6).await.job_repository();
-    let parameters = params(&[("batchRun", "9")]);
+    let parameters = string_parameters(&[("batchRun", "9")]);
     let crashed = repository
         .create_job_execution(&LaunchRequest {
             job_name: "j",
@@ -401,14 +406,14 @@ async fn the_heartbeat_keeps_a_long_step_alive(db: TestDb) {
         let job = job.clone();
         async move {
             first
-                .run(&job, params(&[("k", "v")]), StopSignal::new())
+                .run(&job, string_parameters(&[("k", "v")]), StopSignal::new())
                 .await
         }
     });
     tokio::time::sleep(Duration::from_millis(1800)).await;
     let second = JobLauncher::new(repository.clone(), settings);
     let error = second
-        .run(&job, params(&[("k", "v")]), StopSignal::new())
+        .run(&job, string_parameters(&[("k", "v")]), StopSignal::new())
         .await
         .expect_err("alive");
     assert!(
@@ -439,7 +444,11 @@ async fn stop_ends_a_running_execution_stopped_and_it_can_be_restarted(db: TestD
         let operator = operator.clone();
         async move {
             operator
-                .start("looping", params(&[("k", "v")]), StopSignal::new())
+                .start(
+                    "looping",
+                    string_parameters(&[("k", "v")]),
+                    StopSignal::new(),
+                )
                 .await
         }
     });
@@ -506,7 +515,11 @@ async fn abandoned_instances_are_never_restarted(db: TestDb) {
     );
     let operator = JobOperator::new(launcher(repository.clone()), Arc::new(registry));
     let failed = operator
-        .start("fragile", params(&[("k", "v")]), StopSignal::new())
+        .start(
+            "fragile",
+            string_parameters(&[("k", "v")]),
+            StopSignal::new(),
+        )
         .await
         .expect("run");
     assert_eq!(failed.status, BatchStatus::Failed);
@@ -538,7 +551,11 @@ async fn start_next_increments_run_id(db: TestDb) {
     );
     let operator = JobOperator::new(launcher(repository.clone()), Arc::new(registry));
     let first = operator
-        .start_next("daily", params(&[("region", "eu")]), StopSignal::new())
+        .start_next(
+            "daily",
+            string_parameters(&[("region", "eu")]),
+            StopSignal::new(),
+        )
         .await
         .expect("first");
     let second = operator
@@ -555,7 +572,7 @@ async fn start_next_increments_run_id(db: TestDb) {
 
 async fn versions_lock_optimistically_and_stop_requests_are_adopted(db: TestDb) {
     let repository = db.connect(SpringBatchVersion::V6).await.job_repository();
-    let parameters = params(&[("k", "v")]);
+    let parameters = string_parameters(&[("k", "v")]);
     let request = LaunchRequest {
         job_name: "j",
         parameters: &parameters,
@@ -614,7 +631,7 @@ async fn explorer_queries_filter_and_summarize(db: TestDb) {
     let ok = Job::builder("ok").step(TaskletStep::new("s", Done)).build();
     for run in ["1", "2", "3"] {
         launcher
-            .run(&ok, params(&[("run", run)]), StopSignal::new())
+            .run(&ok, string_parameters(&[("run", run)]), StopSignal::new())
             .await
             .expect("run");
     }

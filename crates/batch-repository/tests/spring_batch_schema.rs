@@ -17,7 +17,7 @@ use batch_core::step::tasklet::{RepeatStatus, Tasklet, TaskletStep};
 use batch_core::step::{StepContext, StepError, StopSignal};
 use batch_core::{BatchStatus, ExecutionContext};
 use batch_repository::{ConnectOptions, SpringBatchVersion};
-use batch_testkit::{TestDb, on_both_databases};
+use batch_testkit::{TestDb, on_both_databases, string_parameters};
 use chrono::{NaiveDate, NaiveDateTime, Timelike};
 use sqlx::{Column, Connection, Row};
 
@@ -99,13 +99,6 @@ fn take_failure(failures: &AtomicUsize) -> bool {
 /// 3000 characters.
 fn long_value() -> String {
     "0123456789".repeat(300)
-}
-
-fn string_params(pairs: &[(&str, &str)]) -> JobParameters {
-    pairs
-        .iter()
-        .map(|(name, value)| (name.to_string(), JobParameter::string(*value)))
-        .collect()
 }
 
 fn launcher(repository: Arc<dyn JobRepository>) -> JobLauncher {
@@ -632,7 +625,7 @@ async fn v5_schema_uses_batch_job_seq() {
         .step(TaskletStep::new("step1", Done))
         .build();
     let execution = launcher(repository)
-        .run(&job, string_params(&[("run", "1")]), StopSignal::new())
+        .run(&job, string_parameters(&[("run", "1")]), StopSignal::new())
         .await
         .expect("run");
     assert_eq!(execution.status, BatchStatus::Completed);
@@ -671,7 +664,7 @@ async fn the_seeds_metadata_queries_run_unchanged() {
     let failed = launcher
         .run(
             &job,
-            string_params(&[("jobFileLocation", "/test/myfile.csv")]),
+            string_parameters(&[("jobFileLocation", "/test/myfile.csv")]),
             StopSignal::new(),
         )
         .await
@@ -680,7 +673,7 @@ async fn the_seeds_metadata_queries_run_unchanged() {
     let completed = launcher
         .run(
             &job,
-            string_params(&[("jobFileLocation", "/test/myfile2.csv"), ("batchRun", "2")]),
+            string_parameters(&[("jobFileLocation", "/test/myfile2.csv"), ("batchRun", "2")]),
             StopSignal::new(),
         )
         .await
@@ -892,7 +885,8 @@ fn racing_job(failures: usize, runs: &Arc<AtomicUsize>) -> Arc<Job> {
 }
 
 async fn concurrent_launches_of_one_instance_run_exactly_once(db: TestDb) {
-    let parameters = string_params(&[("jobFileLocation", "/test/myfile2.csv"), ("batchRun", "2")]);
+    let parameters =
+        string_parameters(&[("jobFileLocation", "/test/myfile2.csv"), ("batchRun", "2")]);
 
     // A brand-new instance. The schema exists already: first connects racing on a new SQLite
     // file are a separate matter (see `concurrent_first_connects_to_a_new_sqlite_file_all_succeed`).
@@ -1172,7 +1166,7 @@ async fn a_long_context_spills_into_serialized_context(db: TestDb) {
         ))
         .build();
     let launcher = launcher(repository.clone());
-    let parameters = string_params(&[("run", "1")]);
+    let parameters = string_parameters(&[("run", "1")]);
     let failed = launcher
         .run(&job, parameters.clone(), StopSignal::new())
         .await

@@ -1,11 +1,19 @@
 //! Test support for the csv2db workspace, not part of the product: throwaway test databases
 //! (a fresh SQLite file in a temporary directory, or a fresh database on the PostgreSQL server
 //! that `DATABASE_URL` names; `./scripts/test` starts a throwaway one), raw queries on them,
-//! and [`on_both_databases!`] to run one test body on each.
+//! and [`on_both_databases!`] to run one test body on each; job parameters and one-step jobs
+//! launched on them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use batch_core::BatchStatus;
+use batch_core::job::Job;
+use batch_core::job::parameters::{JobParameter, JobParameters};
+use batch_core::launch::{JobLauncher, LaunchSettings};
+use batch_core::repository::JobRepository;
+use batch_core::step::{StepExecution, StopSignal};
 use batch_repository::{ConnectOptions, Repository, SpringBatchVersion, connect};
 use sqlx::{Connection, Executor, Row};
 
@@ -112,6 +120,13 @@ impl TestDb {
         })
         .await
         .expect("connect to the test database")
+    }
+
+    /// The job repository on it, in Spring Batch's default schema version.
+    pub async fn job_repository(&self) -> Arc<dyn JobRepository> {
+        self.connect(SpringBatchVersion::default())
+            .await
+            .job_repository()
     }
 
     /// Runs `sql` directly, bypassing the repository.
@@ -264,4 +279,35 @@ macro_rules! on_both_databases {
             )*
         }
     };
+}
+
+/// Identifying string job parameters, in the given order.
+pub fn string_parameters(pairs: &[(&str, &str)]) -> JobParameters {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), JobParameter::string(*value)))
+        .collect()
+}
+
+/// Runs `job`, which has one step, on `repository` with the default launch settings; returns
+/// the job's status and its step's execution.
+///
+/// # Panics
+/// When the launch is refused or the job does not have exactly one step execution.
+pub async fn launch_single_step(
+    repository: &Arc<dyn JobRepository>,
+    job: &Job,
+    parameters: JobParameters,
+    stop: StopSignal,
+) -> (BatchStatus, StepExecution) {
+    let execution = JobLauncher::new(repository.clone(), LaunchSettings::default())
+        .run(job, parameters, stop)
+        .await
+        .expect("launch");
+    let mut steps = repository
+        .step_executions(execution.id)
+        .await
+        .expect("step executions");
+    assert_eq!(steps.len(), 1, "one step execution");
+    (execution.status, steps.remove(0))
 }
