@@ -141,7 +141,8 @@ pub enum KubeCommand {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The Job is named after the job and a hash of its parameters, so the same launch twice is
-refused by the API server. It runs as service account csv2db-launcher, mounts the ConfigMap
+refused by the API server; --replace deletes a finished one first (to restart a FAILED run).
+It runs as service account csv2db-launcher, mounts the ConfigMap
 batch-config at /config and the claim at /test, and reads the database password from the Secret
 csv2db-db (key password). --dry-run prints it as JSON, which kubectl and oc accept:
   csv2db kube launch importUserJob jobFileLocation=/test/myfile1.csv batchRun=1 --dry-run \\
@@ -158,6 +159,11 @@ pub struct KubeLaunchArgs {
     /// Stream the launcher's log until the Job finishes, then exit with its exit code.
     #[arg(long, conflicts_with = "dry_run")]
     pub follow: bool,
+    /// Delete a finished launcher Job of the same job and parameters (an earlier launch) and
+    /// its pod first, so that a FAILED run can be launched again (a restart); refused while it
+    /// is still active.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub replace: bool,
     /// The csv2db image (default: kubernetes.image / $CSV2DB_IMAGE, then csv2db:<version>).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,

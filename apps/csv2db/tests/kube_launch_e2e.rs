@@ -167,14 +167,14 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// `csv2db kube launch importUserJob <parameters> <mode>`, with the operator's kubeconfig
-    /// and the test's configuration.
-    fn kube_launch(&self, parameters: &[&str], mode: &str) -> Command {
+    /// `csv2db kube launch importUserJob <parameters> <options>`, with the operator's
+    /// kubeconfig and the test's configuration.
+    fn kube_launch(&self, parameters: &[&str], options: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_csv2db"));
         command
             .args(["kube", "launch", "importUserJob"])
             .args(parameters)
-            .arg(mode)
+            .args(options)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("SPRING_CONFIG_LOCATION", self.properties())
             .env_remove("DATABASE_URL")
@@ -186,8 +186,14 @@ impl Cluster {
 
     /// `csv2db kube launch importUserJob <parameters> --follow`, as the operator runs it.
     fn launch(&self, parameters: &[&str]) -> Launch {
+        self.launch_with(parameters, &[])
+    }
+
+    /// [`Cluster::launch`] with more options.
+    fn launch_with(&self, parameters: &[&str], options: &[&str]) -> Launch {
+        let options: Vec<&str> = options.iter().copied().chain(["--follow"]).collect();
         let child = self
-            .kube_launch(parameters, "--follow")
+            .kube_launch(parameters, &options)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -203,7 +209,7 @@ impl Cluster {
     /// The launcher Job's name for `parameters`, as `--dry-run` prints it.
     fn launcher_job_name(&self, parameters: &[&str]) -> String {
         let output = self
-            .kube_launch(parameters, "--dry-run")
+            .kube_launch(parameters, &["--dry-run"])
             .output()
             .expect("run csv2db kube launch --dry-run");
         assert!(output.status.success(), "{output:?}");
@@ -330,13 +336,24 @@ async fn an_operator_launches_fails_and_restarts_import_user_job() {
     );
     assert!(failed.stdout.contains("403"), "{failed:?}");
 
-    // With the Role bound again, launching the same parameters restarts the failed run.
-    cluster.apply_base();
-    cluster.kubectl_ok(
-        &["delete", "job", &cluster.launcher_job_name(&second)],
-        None,
+    // A second identical launch is refused while the first's Job is there.
+    let refused = cluster.launch(&second);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("already exists") && refused.stderr.contains("--replace"),
+        "{refused:?}"
     );
-    let restarted = cluster.launch(&second);
+
+    // With the Role bound again, relaunching with --replace restarts the failed run.
+    cluster.apply_base();
+    let restarted = cluster.launch_with(&second, &["--replace"]);
+    assert!(
+        restarted.stdout.contains(&format!(
+            "job.batch/{} deleted (it had finished)",
+            cluster.launcher_job_name(&second)
+        )),
+        "{restarted:?}"
+    );
     assert_eq!(restarted.code, Some(0), "{restarted:?}");
     assert_eq!(db.count("select count(*) from people").await, 2 * ROWS);
     assert_eq!(

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ::kube::api::{Api, ListParams, LogParams, PostParams};
+use ::kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use anyhow::Context as _;
 use batch_core::job::parameters::JobParameters;
 use batch_kube::KubeRunner;
@@ -118,12 +118,16 @@ pub async fn launch(session: &Session, args: KubeLaunchArgs) -> anyhow::Result<u
     });
     let name = job.metadata.name.clone().unwrap_or_default();
     let jobs: Api<Job> = Api::namespaced(runner.client().clone(), &namespace);
+    if args.replace {
+        delete_finished(&jobs, &name, &namespace).await?;
+    }
     match jobs.create(&PostParams::default(), &job).await {
         Ok(_) => {}
         Err(::kube::Error::Api(status)) if status.code == 409 => anyhow::bail!(
             "Job {name} already exists in namespace {namespace}: this job was already launched \
-             with these parameters. See it with `kubectl get job {name} -n {namespace}`; delete \
-             it (kubectl delete job {name} -n {namespace}) to launch it again"
+             with these parameters. See it with `kubectl get job {name} -n {namespace}`; once \
+             it has finished, launch again with --replace (or delete it first: kubectl delete \
+             job {name} -n {namespace})"
         ),
         Err(::kube::Error::Api(status)) if status.code == 403 => anyhow::bail!(
             "Kubernetes refused to create Job {name} in namespace {namespace} (403 Forbidden): \
@@ -141,6 +145,59 @@ pub async fn launch(session: &Session, args: KubeLaunchArgs) -> anyhow::Result<u
     }
     let pods: Api<Pod> = Api::namespaced(runner.client().clone(), &namespace);
     follow(&pods, &name).await
+}
+
+/// Deletes the launcher Job `name` and its pod if it has finished, and waits until it is gone;
+/// refuses while it is still active. Does nothing when there is no such Job.
+async fn delete_finished(jobs: &Api<Job>, name: &str, namespace: &str) -> anyhow::Result<()> {
+    const GONE_WITHIN: Duration = Duration::from_secs(60);
+    let Some(existing) = jobs
+        .get_opt(name)
+        .await
+        .with_context(|| format!("cannot read Job {name} in namespace {namespace}"))?
+    else {
+        return Ok(());
+    };
+    if !has_finished(&existing) {
+        anyhow::bail!(
+            "Job {name} in namespace {namespace} is still active (an earlier launch of these \
+             parameters is running): follow it with `kubectl logs -f job/{name} -n {namespace}`"
+        );
+    }
+    jobs.delete(name, &DeleteParams::background())
+        .await
+        .with_context(|| {
+            format!("cannot delete the finished Job {name} in namespace {namespace}")
+        })?;
+    let deadline = tokio::time::Instant::now() + GONE_WITHIN;
+    while jobs
+        .get_opt(name)
+        .await
+        .with_context(|| format!("cannot read Job {name} in namespace {namespace}"))?
+        .is_some()
+    {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the finished Job {name} in namespace {namespace} is still there 60 s after its deletion"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("job.batch/{name} deleted (it had finished)");
+    Ok(())
+}
+
+/// Whether a Job has a true `Complete` or `Failed` condition.
+fn has_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions.iter().any(|condition| {
+                matches!(condition.type_.as_str(), "Complete" | "Failed")
+                    && condition.status == "True"
+            })
+        })
 }
 
 /// The launching Job's name: the job's name in kebab case, then 8 hex digits of a SHA-256 of
