@@ -144,7 +144,7 @@ The Job is named after the job and a hash of its parameters, so the same launch 
 refused by the API server; --replace deletes a finished one first (to restart a FAILED run).
 It runs as service account csv2db-launcher, mounts the ConfigMap
 batch-config at /config and the claim at /test, and reads the database password from the Secret
-csv2db-db (key password). --dry-run prints it as JSON, which kubectl and oc accept:
+csv2db-db (key password). --dry-run prints it as YAML (-o json: JSON) for kubectl or oc:
   csv2db kube launch importUserJob jobFileLocation=/test/myfile1.csv batchRun=1 --dry-run \\
     | kubectl create -f -        # or: oc create -f -")]
 pub struct KubeLaunchArgs {
@@ -153,7 +153,7 @@ pub struct KubeLaunchArgs {
     /// Job parameters, as for `csv2db start`.
     #[arg(value_name = "KEY=VALUE")]
     pub parameters: Vec<String>,
-    /// Print the Job as JSON instead of creating it; contacts no cluster.
+    /// Print the Job as YAML (with -o json: JSON) instead of creating it; contacts no cluster.
     #[arg(long)]
     pub dry_run: bool,
     /// Stream the launcher's log until the Job finishes, then exit with its exit code.

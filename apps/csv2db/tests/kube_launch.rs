@@ -44,10 +44,11 @@ fn csv2db(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run csv2db")
 }
 
+/// `csv2db kube launch <args> --dry-run -o json`: the Job, and what was printed.
 fn dry_run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Value, String) {
     let mut argv = vec!["kube", "launch"];
     argv.extend_from_slice(args);
-    argv.push("--dry-run");
+    argv.extend_from_slice(&["--dry-run", "-o", "json"]);
     let output = csv2db(dir, &argv, env);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -263,4 +264,32 @@ fn bad_launches_are_usage_errors() {
         &[],
     );
     assert_eq!(both.status.code(), Some(2));
+}
+
+#[test]
+fn the_dry_run_prints_yaml_that_reads_back_as_the_same_job() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Values YAML would read as numbers, booleans, nulls or structure unless quoted.
+    let args = [
+        "importUserJob",
+        "jobFileLocation=/test/a: b #c [1].csv",
+        "batchRun=1",
+        "--image",
+        "0775",
+    ];
+    let env = [("CSV2DB_NAMESPACE", "null"), ("CSV2DB_PVC_NAME", "true")];
+    let (json, _) = dry_run(dir.path(), &args, &env);
+    assert_eq!(json["metadata"]["namespace"], "null");
+    let mut argv = vec!["kube", "launch"];
+    argv.extend_from_slice(&args);
+    argv.push("--dry-run");
+    let output = csv2db(dir.path(), &argv, &env);
+    assert!(output.status.success(), "{output:?}");
+    let yaml = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(
+        yaml.starts_with("apiVersion: batch/v1\nkind: Job\n"),
+        "{yaml}"
+    );
+    let read_back: Value = serde_saphyr::from_str(&yaml).expect("the dry run prints YAML");
+    assert_eq!(read_back, json, "{yaml}");
 }

@@ -209,7 +209,7 @@ impl Cluster {
     /// The launcher Job's name for `parameters`, as `--dry-run` prints it.
     fn launcher_job_name(&self, parameters: &[&str]) -> String {
         let output = self
-            .kube_launch(parameters, &["--dry-run"])
+            .kube_launch(parameters, &["--dry-run", "-o", "json"])
             .output()
             .expect("run csv2db kube launch --dry-run");
         assert!(output.status.success(), "{output:?}");

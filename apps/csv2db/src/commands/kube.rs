@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest as _, Sha256};
 
 use super::Session;
-use crate::cli::KubeLaunchArgs;
+use crate::cli::{KubeLaunchArgs, OutputFormat};
 use crate::exit;
 
 /// The service account of `deploy/base/serviceaccount.yaml`.
@@ -102,7 +102,10 @@ pub async fn launch(session: &Session, args: KubeLaunchArgs) -> anyhow::Result<u
             claim,
             mount_path,
         });
-        println!("{}", serde_json::to_string_pretty(&job)?);
+        match session.output {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&job)?),
+            OutputFormat::Table => print!("{}", serde_saphyr::to_string(&job)?),
+        }
         return Ok(exit::OK);
     }
 
@@ -121,8 +124,8 @@ pub async fn launch(session: &Session, args: KubeLaunchArgs) -> anyhow::Result<u
     if args.replace {
         delete_finished(&jobs, &name, &namespace).await?;
     }
-    match jobs.create(&PostParams::default(), &job).await {
-        Ok(_) => {}
+    let created = match jobs.create(&PostParams::default(), &job).await {
+        Ok(created) => created,
         Err(::kube::Error::Api(status)) if status.code == 409 => anyhow::bail!(
             "Job {name} already exists in namespace {namespace}: this job was already launched \
              with these parameters. See it with `kubectl get job {name} -n {namespace}`; once \
@@ -138,16 +141,18 @@ pub async fn launch(session: &Session, args: KubeLaunchArgs) -> anyhow::Result<u
             return Err(error)
                 .with_context(|| format!("cannot create Job {name} in namespace {namespace}"));
         }
-    }
+    };
     println!("job.batch/{name} created in namespace {namespace}");
     if !args.follow {
         return Ok(exit::OK);
     }
     let pods: Api<Pod> = Api::namespaced(runner.client().clone(), &namespace);
-    follow(&pods, &name).await
+    let uid = created.metadata.uid.unwrap_or_default();
+    follow(&pods, &name, &uid).await
 }
 
-/// Deletes the launcher Job `name` and its pod if it has finished, and waits until it is gone;
+/// Deletes the launcher Job `name` and its pod if it has finished, and waits until both are
+/// gone (foreground deletion);
 /// refuses while it is still active. Does nothing when there is no such Job.
 async fn delete_finished(jobs: &Api<Job>, name: &str, namespace: &str) -> anyhow::Result<()> {
     const GONE_WITHIN: Duration = Duration::from_secs(60);
@@ -164,7 +169,7 @@ async fn delete_finished(jobs: &Api<Job>, name: &str, namespace: &str) -> anyhow
              parameters is running): follow it with `kubectl logs -f job/{name} -n {namespace}`"
         );
     }
-    jobs.delete(name, &DeleteParams::background())
+    jobs.delete(name, &DeleteParams::foreground())
         .await
         .with_context(|| {
             format!("cannot delete the finished Job {name} in namespace {namespace}")
@@ -409,21 +414,27 @@ fn container_state(pod: &Pod) -> Option<&ContainerState> {
         .as_ref()
 }
 
-/// The launcher Job's pod (backoffLimit 0: at most one).
-async fn launcher_pod(pods: &Api<Pod>, job: &str) -> anyhow::Result<Option<Pod>> {
+/// The pod of the launcher Job `job` whose uid is `job_uid` (backoffLimit 0: at most one); not
+/// a pod of an earlier Job of the same name.
+async fn launcher_pod(pods: &Api<Pod>, job: &str, job_uid: &str) -> anyhow::Result<Option<Pod>> {
     let list = pods
         .list(&ListParams::default().labels(&format!("job-name={job}")))
         .await
         .with_context(|| format!("cannot list the pods of Job {job}"))?;
-    Ok(list.items.into_iter().next())
+    Ok(list.items.into_iter().find(|pod| {
+        pod.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|owners| owners.iter().any(|owner| owner.uid == job_uid))
+    }))
 }
 
 /// Streams the launcher's log, then returns its container's exit code.
-async fn follow(pods: &Api<Pod>, job: &str) -> anyhow::Result<u8> {
+async fn follow(pods: &Api<Pod>, job: &str, job_uid: &str) -> anyhow::Result<u8> {
     const POLL: Duration = Duration::from_secs(2);
     // Wait for the pod to start (or to fail to).
     let pod_name = loop {
-        if let Some(pod) = launcher_pod(pods, job).await? {
+        if let Some(pod) = launcher_pod(pods, job, job_uid).await? {
             let name = pod.metadata.name.clone().unwrap_or_default();
             match container_state(&pod) {
                 Some(state) if state.running.is_some() || state.terminated.is_some() => {
