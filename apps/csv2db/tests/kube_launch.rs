@@ -138,8 +138,15 @@ fn the_dry_run_prints_the_launching_job() {
     assert_eq!(security["runAsNonRoot"], true);
     assert_eq!(security["allowPrivilegeEscalation"], false);
     assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(security["readOnlyRootFilesystem"], true);
     assert!(security.get("runAsUser").is_none());
-    assert!(pod.get("securityContext").is_none());
+    // Nothing fixes a user, group or fsGroup: OpenShift's restricted-v2 picks them.
+    let pod_security = &pod["securityContext"];
+    assert_eq!(pod_security["runAsNonRoot"], true);
+    assert_eq!(pod_security["seccompProfile"]["type"], "RuntimeDefault");
+    for fixed in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert!(pod_security.get(fixed).is_none(), "{fixed}");
+    }
 
     let mounts = container["volumeMounts"].as_array().expect("mounts");
     let volumes = pod["volumes"].as_array().expect("volumes");
@@ -159,6 +166,7 @@ fn the_dry_run_prints_the_launching_job() {
         "spring-batch-claim"
     );
     assert_eq!(volume_at("/config")["configMap"]["name"], "batch-config");
+    assert_eq!(volume_at("/tmp")["emptyDir"], serde_json::json!({}));
 
     assert!(!text.contains(PASSWORD), "the password leaked: {text}");
     assert!(!text.contains("password="), "{text}");

@@ -18,9 +18,10 @@ use batch_kube::spec::kubernetes_escape;
 use futures_util::{AsyncBufReadExt as _, TryStreamExt as _};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerState, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SecretKeySelector, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerState, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -341,8 +342,17 @@ pub fn launcher_job(spec: &LaunchSpec<'_>) -> Job {
                 read_only: Some(true),
                 ..VolumeMount::default()
             },
+            VolumeMount {
+                name: "tmp".to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..VolumeMount::default()
+            },
         ]),
-        security_context: Some(batch_kube::kube::restricted_security_context()),
+        // csv2db writes only to the claim and the database; HOME (/tmp) is an emptyDir.
+        security_context: Some(SecurityContext {
+            read_only_root_filesystem: Some(true),
+            ..batch_kube::kube::restricted_security_context()
+        }),
         ..Container::default()
     };
     Job {
@@ -364,6 +374,14 @@ pub fn launcher_job(spec: &LaunchSpec<'_>) -> Job {
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(SERVICE_ACCOUNT.to_owned()),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
                     restart_policy: Some("Never".to_owned()),
                     containers: vec![container],
                     volumes: Some(vec![
@@ -381,6 +399,11 @@ pub fn launcher_job(spec: &LaunchSpec<'_>) -> Job {
                                 name: CONFIG_MAP.to_owned(),
                                 ..ConfigMapVolumeSource::default()
                             }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "tmp".to_owned(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
                             ..Volume::default()
                         },
                     ]),
