@@ -301,3 +301,36 @@ fn the_dry_run_prints_yaml_that_reads_back_as_the_same_job() {
     let read_back: Value = serde_saphyr::from_str(&yaml).expect("the dry run prints YAML");
     assert_eq!(read_back, json, "{yaml}");
 }
+
+#[test]
+fn deploy_holds_the_launching_job_that_the_dry_run_prints() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/launch/import-user-job.yaml");
+    let committed = std::fs::read_to_string(&path).expect("deploy/launch/import-user-job.yaml");
+    let manifest: String = committed
+        .lines()
+        .skip_while(|line| line.starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let output = csv2db(
+        dir.path(),
+        &[
+            "kube",
+            "launch",
+            "importUserJob",
+            "jobFileLocation=/test/myfile1.csv",
+            "batchRun=1",
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(
+        manifest == printed,
+        "deploy/launch/import-user-job.yaml is out of date: replace everything below its \
+         comment with what `csv2db kube launch importUserJob jobFileLocation=/test/myfile1.csv \
+         batchRun=1 --dry-run` prints:\n{printed}"
+    );
+}
