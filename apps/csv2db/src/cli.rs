@@ -141,7 +141,8 @@ pub enum KubeCommand {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The Job is named after the job and a hash of its parameters, so the same launch twice is
-refused by the API server; --replace deletes a finished one first (to restart a FAILED run).
+refused: exit code 4 while it runs, 3 when it completed, 2 when it failed, which --replace
+relaunches (it deletes the failed Job first: a restart).
 It runs as service account csv2db-launcher, mounts the ConfigMap
 batch-config at /config and the claim at /test, and reads the database password from the Secret
 csv2db-db (key password). --dry-run prints it as YAML (-o json: JSON) for kubectl or oc:
@@ -159,11 +160,13 @@ pub struct KubeLaunchArgs {
     /// Stream the launcher's log until the Job finishes, then exit with its exit code.
     #[arg(long, conflicts_with = "dry_run")]
     pub follow: bool,
-    /// Delete a finished launcher Job of the same job and parameters (an earlier launch) and
-    /// its pod first, so that a FAILED run can be launched again (a restart); refused while it
-    /// is still active.
+    /// Delete a failed launcher Job of the same job and parameters (an earlier launch) and its
+    /// pod first, so that the FAILED run is launched again (a restart).
     #[arg(long, conflicts_with = "dry_run")]
     pub replace: bool,
+    /// With --follow: how long the launcher pod may take to start (pull, schedule, mount).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub start_timeout: u64,
     /// The csv2db image (default: kubernetes.image / $CSV2DB_IMAGE, then csv2db:<version>).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,

@@ -4,6 +4,7 @@ use batch_core::BatchStatus;
 use batch_core::error::{LaunchRefusal, RepositoryError};
 use batch_core::launch::LaunchError;
 
+use crate::commands::kube::LauncherJobExists;
 use crate::config::ConfigError;
 
 /// The job completed or the command succeeded.
@@ -35,6 +36,9 @@ pub fn usage_exit_code(error: &clap::Error) -> u8 {
 
 /// The exit code for an error that ended the command.
 pub fn error_exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(exists) = error.downcast_ref::<LauncherJobExists>() {
+        return exists.exit_code();
+    }
     if error.is::<ConfigError>()
         || error.is::<clap::Error>()
         || error.is::<batch_core::job::parameters::ParameterError>()

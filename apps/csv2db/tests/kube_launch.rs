@@ -1,4 +1,5 @@
-//! `csv2db kube launch --dry-run`: the launching Job, printed as JSON without any cluster.
+//! `csv2db kube launch --dry-run`: the launching Job, printed as YAML or JSON without any
+//! cluster, and its copy in `deploy/launch/`.
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -33,8 +33,10 @@ struct Cluster {
 
 impl Cluster {
     /// Creates the namespace, the database password's Secret, and the base with its ConfigMap
-    /// pointing at `database_url` and a claim of the namespace's name.
+    /// pointing at `database_url` (without its password, which goes into the Secret) and a
+    /// claim of the namespace's name.
     fn new(kubeconfig: PathBuf, database_url: &str) -> Cluster {
+        let (database_url, password) = split_password(database_url);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -61,7 +63,10 @@ impl Cluster {
                 "secret",
                 "generic",
                 "csv2db-db",
-                "--from-literal=password=unused-with-trust-auth",
+                &format!(
+                    "--from-literal=password={}",
+                    password.as_deref().unwrap_or("unused-with-trust-auth")
+                ),
             ],
             None,
         );
@@ -234,6 +239,24 @@ impl Drop for Cluster {
     }
 }
 
+/// `database_url` without the password of its user information, and that password.
+fn split_password(database_url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = database_url.split_once("://") else {
+        return (database_url.to_owned(), None);
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (database_url.to_owned(), None);
+    };
+    match rest[..at].split_once(':') {
+        Some((user, password)) => (
+            format!("{scheme}://{user}{}", &rest[at..]),
+            Some(password.to_owned()),
+        ),
+        None => (database_url.to_owned(), None),
+    }
+}
+
 /// What `csv2db kube launch --follow` returned.
 #[derive(Debug)]
 struct Launch {
@@ -242,22 +265,25 @@ struct Launch {
     stderr: String,
 }
 
-/// Waits for `child`, killing it after `deadline`.
-fn wait_with_deadline(mut child: std::process::Child, deadline: Duration) -> Output {
-    let started = Instant::now();
-    while child.try_wait().expect("wait for csv2db").is_none() {
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("csv2db's output");
-            panic!(
-                "csv2db kube launch did not finish in {deadline:?}: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+/// Waits for `child` while threads drain its output, killing it after `deadline`.
+fn wait_with_deadline(child: std::process::Child, deadline: Duration) -> Output {
+    let pid = child.id();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match result.recv_timeout(deadline) {
+        Ok(output) => output.expect("csv2db's output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let output = result
+                .recv_timeout(Duration::from_secs(10))
+                .map(|output| output.expect("csv2db's output"));
+            panic!("csv2db kube launch did not finish in {deadline:?}: {output:?}");
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
-    child.wait_with_output().expect("csv2db's output")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -336,12 +362,19 @@ async fn an_operator_launches_fails_and_restarts_import_user_job() {
     );
     assert!(failed.stdout.contains("403"), "{failed:?}");
 
-    // A second identical launch is refused while the first's Job is there.
+    // A second identical launch is refused while the failed run's Job is there (exit 2), and
+    // so is a relaunch of the completed one (exit 3, the instance is complete).
     let refused = cluster.launch(&second);
-    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert_eq!(refused.code, Some(2), "{refused:?}");
     assert!(
-        refused.stderr.contains("already exists") && refused.stderr.contains("--replace"),
+        refused.stderr.contains("failed") && refused.stderr.contains("--replace"),
         "{refused:?}"
+    );
+    let complete = cluster.launch_with(&first, &["--replace"]);
+    assert_eq!(complete.code, Some(3), "{complete:?}");
+    assert!(
+        complete.stderr.contains("already completed"),
+        "{complete:?}"
     );
 
     // With the Role bound again, relaunching with --replace restarts the failed run.
@@ -349,7 +382,7 @@ async fn an_operator_launches_fails_and_restarts_import_user_job() {
     let restarted = cluster.launch_with(&second, &["--replace"]);
     assert!(
         restarted.stdout.contains(&format!(
-            "job.batch/{} deleted (it had finished)",
+            "job.batch/{} deleted (it had failed)",
             cluster.launcher_job_name(&second)
         )),
         "{restarted:?}"
@@ -368,5 +401,15 @@ async fn an_operator_launches_fails_and_restarts_import_user_job() {
             vec!["2".to_owned(), "FAILED".to_owned()],
             vec!["2".to_owned(), "COMPLETED".to_owned()],
         ]
+    );
+
+    // A launcher whose image cannot be pulled fails the launch at once, saying why.
+    let third = ["jobFileLocation=/test/run3.csv", "batchRun=3", &count];
+    let unpulled = cluster.launch_with(&third, &["--image", "bad/csv2db:0"]);
+    assert_eq!(unpulled.code, Some(1), "{unpulled:?}");
+    assert!(
+        unpulled.stderr.contains("cannot start: ErrImagePull")
+            || unpulled.stderr.contains("cannot start: ImagePullBackOff"),
+        "{unpulled:?}"
     );
 }

@@ -1,7 +1,7 @@
 //! The commands: each module runs one family of them.
 
 mod inspect;
-mod kube;
+pub mod kube;
 mod launch;
 
 use std::sync::Arc;

@@ -1,35 +1,23 @@
-//! `kube launch`: the launching batch/v1 Job for one run, created through kube-rs or printed.
-//!
-//! The Job is the seed's hand-written launcher Job, built once: it runs `csv2db <JOB>
-//! <KEY=VALUE ...>` in the csv2db image as the service account of `deploy/base`, with the
-//! ConfigMap `batch-config` at `/config`, the shared claim at `/test`, the database password
-//! from the Secret `csv2db-db`, and the pod's identity through the downward API so that its
-//! child Jobs are owned by it.
+//! The launching batch/v1 Job of one run: the seed's hand-written launcher Job, built once. It
+//! runs `csv2db <JOB> <KEY=VALUE ...>` in the csv2db image as the service account of
+//! `deploy/base`, with the ConfigMap `batch-config` at `/config`, the shared claim at `/test`,
+//! the database password from the Secret `csv2db-db`, and the pod's identity through the
+//! downward API so that its child Jobs are owned by it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use ::kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
-use anyhow::Context as _;
-use batch_core::job::parameters::JobParameters;
-use batch_kube::KubeRunner;
 use batch_kube::kube::{JOB_NAME_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, label_value};
 use batch_kube::spec::kubernetes_escape;
-use futures_util::{AsyncBufReadExt as _, TryStreamExt as _};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerState, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
     PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
     Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest as _, Sha256};
-
-use super::Session;
-use crate::cli::{KubeLaunchArgs, OutputFormat};
-use crate::exit;
 
 /// The service account of `deploy/base/serviceaccount.yaml`.
 pub const SERVICE_ACCOUNT: &str = "csv2db-launcher";
@@ -70,140 +58,6 @@ pub struct LaunchSpec<'a> {
     pub claim: &'a str,
     /// Where the claim is mounted.
     pub mount_path: &'a str,
-}
-
-/// `csv2db kube launch`.
-pub async fn launch(session: &Session, args: KubeLaunchArgs) -> anyhow::Result<u8> {
-    let parsed = JobParameters::parse_args(&args.parameters)?;
-    session
-        .registry
-        .get(&args.job)?
-        .validate(&parsed)
-        .map_err(batch_core::launch::LaunchError::InvalidParameters)?;
-
-    let kubernetes = &session.settings.kubernetes;
-    let default_image = format!("csv2db:{}", env!("CARGO_PKG_VERSION"));
-    let image = args
-        .image
-        .as_deref()
-        .or(kubernetes.image.as_deref())
-        .unwrap_or(&default_image);
-    let claim = kubernetes.pvc_name.as_deref().unwrap_or(DEFAULT_CLAIM);
-    let mount_path = kubernetes
-        .mount_path
-        .as_deref()
-        .unwrap_or(DEFAULT_MOUNT_PATH);
-
-    if args.dry_run {
-        let job = launcher_job(&LaunchSpec {
-            job: &args.job,
-            parameters: &args.parameters,
-            image,
-            namespace: kubernetes.namespace.as_deref(),
-            claim,
-            mount_path,
-        });
-        match session.output {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&job)?),
-            OutputFormat::Table => print!("{}", serde_saphyr::to_string(&job)?),
-        }
-        return Ok(exit::OK);
-    }
-
-    let runner = KubeRunner::from_environment(kubernetes.namespace.clone()).await?;
-    let namespace = runner.namespace().to_owned();
-    let job = launcher_job(&LaunchSpec {
-        job: &args.job,
-        parameters: &args.parameters,
-        image,
-        namespace: Some(&namespace),
-        claim,
-        mount_path,
-    });
-    let name = job.metadata.name.clone().unwrap_or_default();
-    let jobs: Api<Job> = Api::namespaced(runner.client().clone(), &namespace);
-    if args.replace {
-        delete_finished(&jobs, &name, &namespace).await?;
-    }
-    let created = match jobs.create(&PostParams::default(), &job).await {
-        Ok(created) => created,
-        Err(::kube::Error::Api(status)) if status.code == 409 => anyhow::bail!(
-            "Job {name} already exists in namespace {namespace}: this job was already launched \
-             with these parameters. See it with `kubectl get job {name} -n {namespace}`; once \
-             it has finished, launch again with --replace (or delete it first: kubectl delete \
-             job {name} -n {namespace})"
-        ),
-        Err(::kube::Error::Api(status)) if status.code == 403 => anyhow::bail!(
-            "Kubernetes refused to create Job {name} in namespace {namespace} (403 Forbidden): \
-             you need `create` on jobs.batch there. The API server said: {}",
-            status.message
-        ),
-        Err(error) => {
-            return Err(error)
-                .with_context(|| format!("cannot create Job {name} in namespace {namespace}"));
-        }
-    };
-    println!("job.batch/{name} created in namespace {namespace}");
-    if !args.follow {
-        return Ok(exit::OK);
-    }
-    let pods: Api<Pod> = Api::namespaced(runner.client().clone(), &namespace);
-    let uid = created.metadata.uid.unwrap_or_default();
-    follow(&pods, &name, &uid).await
-}
-
-/// Deletes the launcher Job `name` and its pod if it has finished, and waits until both are
-/// gone (foreground deletion);
-/// refuses while it is still active. Does nothing when there is no such Job.
-async fn delete_finished(jobs: &Api<Job>, name: &str, namespace: &str) -> anyhow::Result<()> {
-    const GONE_WITHIN: Duration = Duration::from_secs(60);
-    let Some(existing) = jobs
-        .get_opt(name)
-        .await
-        .with_context(|| format!("cannot read Job {name} in namespace {namespace}"))?
-    else {
-        return Ok(());
-    };
-    if !has_finished(&existing) {
-        anyhow::bail!(
-            "Job {name} in namespace {namespace} is still active (an earlier launch of these \
-             parameters is running): follow it with `kubectl logs -f job/{name} -n {namespace}`"
-        );
-    }
-    jobs.delete(name, &DeleteParams::foreground())
-        .await
-        .with_context(|| {
-            format!("cannot delete the finished Job {name} in namespace {namespace}")
-        })?;
-    let deadline = tokio::time::Instant::now() + GONE_WITHIN;
-    while jobs
-        .get_opt(name)
-        .await
-        .with_context(|| format!("cannot read Job {name} in namespace {namespace}"))?
-        .is_some()
-    {
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!(
-                "the finished Job {name} in namespace {namespace} is still there 60 s after its deletion"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    println!("job.batch/{name} deleted (it had finished)");
-    Ok(())
-}
-
-/// Whether a Job has a true `Complete` or `Failed` condition.
-fn has_finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions.iter().any(|condition| {
-                matches!(condition.type_.as_str(), "Complete" | "Failed")
-                    && condition.status == "True"
-            })
-        })
 }
 
 /// The launching Job's name: the job's name in kebab case, then 8 hex digits of a SHA-256 of
@@ -413,114 +267,6 @@ pub fn launcher_job(spec: &LaunchSpec<'_>) -> Job {
             ..JobSpec::default()
         }),
         status: None,
-    }
-}
-
-/// Container waiting reasons after which the launcher will not start by itself.
-const START_ERRORS: &[&str] = &[
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
-
-/// The launcher container's state in `pod`.
-fn container_state(pod: &Pod) -> Option<&ContainerState> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|status| status.name == CONTAINER)?
-        .state
-        .as_ref()
-}
-
-/// The pod of the launcher Job `job` whose uid is `job_uid` (backoffLimit 0: at most one); not
-/// a pod of an earlier Job of the same name.
-async fn launcher_pod(pods: &Api<Pod>, job: &str, job_uid: &str) -> anyhow::Result<Option<Pod>> {
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await
-        .with_context(|| format!("cannot list the pods of Job {job}"))?;
-    Ok(list.items.into_iter().find(|pod| {
-        pod.metadata
-            .owner_references
-            .as_ref()
-            .is_some_and(|owners| owners.iter().any(|owner| owner.uid == job_uid))
-    }))
-}
-
-/// Streams the launcher's log, then returns its container's exit code.
-async fn follow(pods: &Api<Pod>, job: &str, job_uid: &str) -> anyhow::Result<u8> {
-    const POLL: Duration = Duration::from_secs(2);
-    // Wait for the pod to start (or to fail to).
-    let pod_name = loop {
-        if let Some(pod) = launcher_pod(pods, job, job_uid).await? {
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            match container_state(&pod) {
-                Some(state) if state.running.is_some() || state.terminated.is_some() => {
-                    break name;
-                }
-                Some(state) => {
-                    if let Some(waiting) = &state.waiting {
-                        let reason = waiting.reason.as_deref().unwrap_or_default();
-                        if START_ERRORS.contains(&reason) {
-                            anyhow::bail!(
-                                "the launcher pod {name} cannot start: {reason}: {}",
-                                waiting.message.as_deref().unwrap_or_default()
-                            );
-                        }
-                    }
-                }
-                None => {}
-            }
-        }
-        tokio::time::sleep(POLL).await;
-    };
-
-    let params = LogParams {
-        follow: true,
-        container: Some(CONTAINER.to_owned()),
-        ..LogParams::default()
-    };
-    match pods.log_stream(&pod_name, &params).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
-            loop {
-                match lines.try_next().await {
-                    Ok(Some(line)) => println!("{line}"),
-                    Ok(None) => break,
-                    Err(error) => {
-                        tracing::warn!("the log stream of pod {pod_name} ended: {error}");
-                        break;
-                    }
-                }
-            }
-        }
-        Err(error) => tracing::warn!("cannot read the log of pod {pod_name}: {error}"),
-    }
-
-    // The log ends when the container does; its exit code may take a moment to be recorded.
-    loop {
-        let pod = pods
-            .get(&pod_name)
-            .await
-            .with_context(|| format!("cannot read pod {pod_name}"))?;
-        if let Some(terminated) = container_state(&pod).and_then(|s| s.terminated.as_ref()) {
-            let code = u8::try_from(terminated.exit_code).unwrap_or(exit::FAILED);
-            eprintln!(
-                "csv2db: Job {job} finished: pod {pod_name} exited with code {code}{}",
-                terminated
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            );
-            return Ok(code);
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 
