@@ -12,12 +12,11 @@
 //! Ignored by default; with `--include-ignored` but without `CSV2DB_E2E_KUBECONFIG` it says so
 //! and passes.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use batch_testkit::TestDb;
+use batch_testkit::{Kubectl, TestDb};
 
 const KUBECONFIG_VAR: &str = "CSV2DB_E2E_KUBECONFIG";
 /// How long one launch may take, from creating the Job to its pod's exit.
@@ -26,8 +25,7 @@ const ROWS: i64 = 300;
 
 /// A namespace of the test's own with `deploy/base` applied, deleted on drop.
 struct Cluster {
-    kubeconfig: PathBuf,
-    namespace: String,
+    kubectl: Kubectl,
     dir: tempfile::TempDir,
 }
 
@@ -42,22 +40,26 @@ impl Cluster {
             .map_or(0, |d| d.subsec_nanos());
         let namespace = format!("csv2db-e2e-launch-{:x}", nanos & 0xfffff);
         let cluster = Cluster {
-            kubeconfig,
-            namespace,
+            kubectl: Kubectl {
+                kubeconfig,
+                namespace,
+            },
             dir: tempfile::tempdir().expect("temp dir"),
         };
-        cluster.kubectl_ok(&["create", "namespace", &cluster.namespace], None);
+        cluster
+            .kubectl
+            .ok(&["create", "namespace", &cluster.kubectl.namespace], None);
         std::fs::write(
             cluster.properties(),
             format!(
                 "spring.datasource.url={database_url}\n\
                  openshift.project.name={ns}\n\
                  openshift.pvc.name={ns}\n",
-                ns = cluster.namespace
+                ns = cluster.kubectl.namespace
             ),
         )
         .expect("write batch.properties");
-        cluster.kubectl_ok(
+        cluster.kubectl.ok(
             &[
                 "create",
                 "secret",
@@ -112,19 +114,21 @@ impl Cluster {
                  \x20   behavior: replace\n\
                  \x20   files: [batch.properties]\n\
                  \x20   options: {{ disableNameSuffixHash: true }}\n",
-                namespace = self.namespace
+                namespace = self.kubectl.namespace
             ),
         )
         .expect("write kustomization");
-        let rendered = self.kubectl_ok(&["kustomize", &overlay.display().to_string()], None);
-        self.kubectl_ok(&["apply", "-f", "-"], Some(&rendered));
+        let rendered = self
+            .kubectl
+            .ok(&["kustomize", &overlay.display().to_string()], None);
+        self.kubectl.ok(&["apply", "-f", "-"], Some(&rendered));
     }
 
     /// Waits until the service account has its token Secret (1.20 refuses pods before).
     fn wait_for_token(&self, account: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let secrets = self.kubectl_ok(
+            let secrets = self.kubectl.ok(
                 &[
                     "get",
                     "serviceaccount",
@@ -142,36 +146,6 @@ impl Cluster {
         }
     }
 
-    /// Runs kubectl in the namespace, with `stdin` if given.
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("kubectl")
-            .args(["--kubeconfig", &self.kubeconfig.display().to_string()])
-            .args(["--namespace", &self.namespace])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        let mut input = child.stdin.take().expect("stdin");
-        input
-            .write_all(stdin.unwrap_or_default().as_bytes())
-            .expect("write kubectl's input");
-        drop(input);
-        child.wait_with_output().expect("kubectl's output")
-    }
-
-    /// Runs kubectl, which must succeed; returns its standard output.
-    fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let output = self.kubectl(args, stdin);
-        assert!(
-            output.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
     /// `csv2db kube launch importUserJob <parameters> <options>`, with the operator's
     /// kubeconfig and the test's configuration.
     fn kube_launch(&self, parameters: &[&str], options: &[&str]) -> Command {
@@ -180,7 +154,7 @@ impl Cluster {
             .args(["kube", "launch", "importUserJob"])
             .args(parameters)
             .args(options)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", &self.kubectl.kubeconfig)
             .env("SPRING_CONFIG_LOCATION", self.properties())
             .env_remove("DATABASE_URL")
             .env_remove("CSV2DB_CONFIG")
@@ -225,14 +199,19 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let output = self.kubectl(
-            &["delete", "namespace", &self.namespace, "--wait=false"],
+        let output = self.kubectl.run(
+            &[
+                "delete",
+                "namespace",
+                &self.kubectl.namespace,
+                "--wait=false",
+            ],
             None,
         );
         if !output.status.success() {
             eprintln!(
                 "cannot delete namespace {}: {}",
-                self.namespace,
+                self.kubectl.namespace,
                 String::from_utf8_lossy(&output.stderr)
             );
         }
@@ -303,7 +282,7 @@ async fn an_operator_launches_fails_and_restarts_import_user_job() {
     assert_eq!(launch.code, Some(0), "{launch:?}");
     assert!(launch.stderr.contains("exited with code 0"), "{launch:?}");
     let launcher = cluster.launcher_job_name(&first);
-    let account = cluster.kubectl_ok(
+    let account = cluster.kubectl.ok(
         &[
             "get",
             "pods",
@@ -316,7 +295,7 @@ async fn an_operator_launches_fails_and_restarts_import_user_job() {
     );
     assert_eq!(account, "csv2db-launcher");
     // step1 ran as a child Job of the launcher's own, which succeeded.
-    let children = cluster.kubectl_ok(
+    let children = cluster.kubectl.ok(
         &[
             "get",
             "jobs",
@@ -346,7 +325,9 @@ async fn an_operator_launches_fails_and_restarts_import_user_job() {
 
     // Without the RoleBinding, step1 cannot create its child Job: the run fails, says why,
     // and the pod's exit code comes back.
-    cluster.kubectl_ok(&["delete", "rolebinding", "csv2db-launcher"], None);
+    cluster
+        .kubectl
+        .ok(&["delete", "rolebinding", "csv2db-launcher"], None);
     let second = ["jobFileLocation=/test/run2.csv", "batchRun=2", &count];
     let failed = cluster.launch(&second);
     assert_eq!(failed.code, Some(1), "{failed:?}");

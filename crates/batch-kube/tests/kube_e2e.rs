@@ -24,7 +24,7 @@ use batch_kube::{
     ContainerJobSpec, ContainerJobStep, ContainerOutcome, ContainerRunner, KubeRunner, RunContext,
     RunnerError,
 };
-use batch_testkit::{TestDb, launch_single_step, string_parameters};
+use batch_testkit::{Kubectl, TestDb, launch_single_step, string_parameters};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -368,20 +368,11 @@ fn rbac_dir() -> PathBuf {
 fn kubectl_apply(env: &Env, file: &str) {
     let text = std::fs::read_to_string(rbac_dir().join(file)).expect("read deploy/base");
     let text = text.replace("namespace: batch", &format!("namespace: {}", env.namespace));
-    let mut child = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .args(["-n", &env.namespace, "apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kubectl (k8s-local's setup.sh installs it)");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(text.as_bytes()).expect("write to kubectl");
-    }
-    let status = child.wait().expect("kubectl");
-    assert!(status.success(), "kubectl apply -f {file}: {status}");
+    let kubectl = Kubectl {
+        kubeconfig: env.kubeconfig.clone(),
+        namespace: env.namespace.clone(),
+    };
+    kubectl.ok(&["apply", "-f", "-"], Some(&text));
 }
 
 /// A client acting as the service account, with its token from the Secret the 1.20 token

@@ -2,7 +2,11 @@
 //! (a fresh SQLite file in a temporary directory, or a fresh database on the PostgreSQL server
 //! that `DATABASE_URL` names; `./scripts/test` starts a throwaway one), raw queries on them,
 //! and [`on_both_databases!`] to run one test body on each; job parameters and one-step jobs
-//! launched on them.
+//! launched on them; [`Kubectl`] for end-to-end tests on a cluster.
+
+mod kubectl;
+
+pub use kubectl::Kubectl;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
