@@ -8,10 +8,13 @@
 #       seed's JdbcBatchItemWriter with chunk(10) does (on at most 100,000 rows: it is slow)
 # Prints seconds, rows/s, the ratio to (a) or to sqlite3, and peak RSS. Each of (a), (b) and (c)
 # runs REPEAT times (default 3) on a fresh table and the fastest run counts, since a shared
-# 2-core machine adds noise of ±20 %.
+# 2-core machine adds noise of ±20 %. Each reference takes turns with csv2db, going first every
+# other run, and every PostgreSQL run starts after a CHECKPOINT, so neither side pays for the
+# other's WAL.
 #
 #   bench/import.sh [ROWS]        ROWS defaults to 1000000; also try 10000000
 #   CHUNK_SIZE=50000 REPEAT=5 bench/import.sh 1000000
+#   CSV2DB=path/to/csv2db bench/import.sh    measure that binary instead of building one
 #
 # Uses DATABASE_URL's PostgreSQL server if set (a database per run is created and dropped),
 # else starts a throwaway server (scripts/throwaway-postgres.sh). Needs psql, sqlite3 and GNU time.
@@ -26,9 +29,12 @@ for tool in psql sqlite3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench/import.sh: $tool is needed" >&2; exit 1; }
 done
 
-cargo build --release --locked -p csv2db >&2
-BIN="${CARGO_TARGET_DIR:-target}/release/csv2db"
-BIN=$(realpath "$BIN")
+if [[ -n ${CSV2DB:-} ]]; then
+  BIN=$(realpath "$CSV2DB")
+else
+  cargo build --release --locked -p csv2db >&2
+  BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/csv2db")
+fi
 
 # shellcheck source=scripts/throwaway-postgres.sh
 source scripts/throwaway-postgres.sh
@@ -53,7 +59,12 @@ fresh_database() {
   echo "${SERVER_URL%/*}/$name"
 }
 
+# Drops a database made by fresh_database, to keep the disk use of long runs down.
+drop_database() { psql -q "$SERVER_URL" -c "DROP DATABASE IF EXISTS ${1##*/}" >/dev/null; }
+
 now() { date +%s.%N; }
+# Flushes the server's dirty buffers, so that one run's WAL and checkpoint do not slow the next.
+checkpoint() { psql -q "$SERVER_URL" -c "CHECKPOINT" >/dev/null; }
 # The smaller of two durations; the first may be empty.
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 RESULTS=()
@@ -88,44 +99,74 @@ echo "bench/import.sh: generating $ROWS rows" >&2
 tr '[:lower:]' '[:upper:]' <"$WORK/people.csv" >"$WORK/upper.csv"
 PEOPLE_DDL="CREATE TABLE people (person_id SERIAL PRIMARY KEY, first_name VARCHAR(20), last_name VARCHAR(20))"
 
-echo "bench/import.sh: (a) psql \\copy" >&2
-copy_seconds=
-for _ in $(seq "$REPEAT"); do
+# One timed `psql \copy` into a fresh database; sets RUN_SECONDS.
+run_psql_copy() {
+  local url
   url=$(fresh_database a)
   psql -q "$url" -c "$PEOPLE_DDL"
+  checkpoint
+  local start
   start=$(now)
   psql -q "$url" -c "\\copy people (first_name, last_name) FROM '$WORK/upper.csv' WITH (FORMAT csv)"
-  copy_seconds=$(best "$copy_seconds" "$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')")
-done
-record "(a) psql copy (reference)" "$copy_seconds" 0 "$copy_seconds" "$ROWS"
+  RUN_SECONDS=$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')
+  drop_database "$url"
+}
 
-echo "bench/import.sh: (b) csv2db importUserJob on PostgreSQL" >&2
-step2='' total='' rss=0
-for _ in $(seq "$REPEAT"); do
+# One csv2db import into a fresh database; sets RUN_SECONDS (the whole job), RUN_STEP2 and
+# RUN_RSS.
+run_csv2db_postgres() {
+  local url start
   url=$(fresh_database b)
+  checkpoint
   start=$(now)
   run_csv2db --database-url "$url" importUserJob "jobFileLocation=$WORK/people.csv" count=0 ${CHUNK:+"chunkSize=$CHUNK"}
-  total=$(best "$total" "$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')")
-  step2=$(best "$step2" "$(step2_seconds "$url")")
-  rss=$((RUN_RSS > rss ? RUN_RSS : rss))
+  RUN_SECONDS=$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')
+  RUN_STEP2=$(step2_seconds "$url")
+  local loaded
   loaded=$(psql -qtA "$url" -c "select count(*) from people")
   [[ $loaded -eq $ROWS ]] || { echo "bench/import.sh: expected $ROWS rows in people, found $loaded" >&2; exit 1; }
+  drop_database "$url"
+}
+
+# (a) and (b) take turns, each going first every other run, so that neither always runs on a
+# server still busy with the other's WAL.
+echo "bench/import.sh: (a) psql \\copy and (b) csv2db importUserJob on PostgreSQL, in turns" >&2
+copy_seconds='' step2='' total='' rss=0
+for run in $(seq "$REPEAT"); do
+  for side in $( ((run % 2)) && echo "a b" || echo "b a"); do
+    if [[ $side == a ]]; then
+      run_psql_copy
+      copy_seconds=$(best "$copy_seconds" "$RUN_SECONDS")
+    else
+      run_csv2db_postgres
+      total=$(best "$total" "$RUN_SECONDS")
+      step2=$(best "$step2" "$RUN_STEP2")
+      rss=$((RUN_RSS > rss ? RUN_RSS : rss))
+    fi
+  done
 done
+record "(a) psql copy (reference)" "$copy_seconds" 0 "$copy_seconds" "$ROWS"
 record "(b) csv2db step2, PostgreSQL, chunk ${CHUNK:-default}" "$step2" "$rss" "$copy_seconds" "$ROWS"
 record "    csv2db whole job (step1 hand-off + step2)" "$total" "$rss" "$copy_seconds" "$ROWS"
 
 echo "bench/import.sh: (c) sqlite3 .import and csv2db on SQLite" >&2
 sqlite_seconds='' step2='' rss=0
 for run in $(seq "$REPEAT"); do
-  rm -f "$WORK/ref.db"
-  sqlite3 "$WORK/ref.db" "CREATE TABLE t (first_name TEXT, last_name TEXT)"
-  start=$(now)
-  sqlite3 "$WORK/ref.db" ".mode csv" ".import $WORK/upper.csv t"
-  sqlite_seconds=$(best "$sqlite_seconds" "$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')")
-  url="sqlite://$WORK/sqlite-$run.db"
-  run_csv2db --database-url "$url" importUserJob "jobFileLocation=$WORK/people.csv" count=0 ${CHUNK:+"chunkSize=$CHUNK"}
-  step2=$(best "$step2" "$(step2_seconds "$url")")
-  rss=$((RUN_RSS > rss ? RUN_RSS : rss))
+  for side in $( ((run % 2)) && echo "shell csv2db" || echo "csv2db shell"); do
+    if [[ $side == shell ]]; then
+      rm -f "$WORK/ref.db"
+      sqlite3 "$WORK/ref.db" "CREATE TABLE t (first_name TEXT, last_name TEXT)"
+      start=$(now)
+      sqlite3 "$WORK/ref.db" ".mode csv" ".import $WORK/upper.csv t"
+      sqlite_seconds=$(best "$sqlite_seconds" "$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')")
+    else
+      url="sqlite://$WORK/sqlite-$run.db"
+      run_csv2db --database-url "$url" importUserJob "jobFileLocation=$WORK/people.csv" count=0 ${CHUNK:+"chunkSize=$CHUNK"}
+      step2=$(best "$step2" "$(step2_seconds "$url")")
+      rss=$((RUN_RSS > rss ? RUN_RSS : rss))
+      rm -f "$WORK/sqlite-$run.db"*
+    fi
+  done
 done
 record "(c) sqlite3 .import (SQLite reference)" "$sqlite_seconds" 0 "$sqlite_seconds" "$ROWS"
 record "(c) csv2db step2, SQLite (ratio to sqlite3)" "$step2" "$rss" "$sqlite_seconds" "$ROWS"

@@ -19,7 +19,8 @@ use batch_core::step::BoxError;
 use batch_core::step::item::{BadItem, ItemReader, Read, ReadError};
 use tokio::sync::mpsc;
 
-pub use ::csv::ByteRecord;
+use ::csv::ByteRecord;
+pub use ::csv::StringRecord;
 
 /// Items parsed ahead of [`ItemReader::read`] by default.
 const DEFAULT_BUFFER_ITEMS: usize = 4 * 4096;
@@ -34,7 +35,7 @@ const DEFAULT_MAX_RECORD_BYTES: u64 = 64 * 1024 * 1024;
 const RAW_LIMIT: usize = 4096;
 
 /// Maps one CSV record to an item, or returns why the record is bad.
-type Mapper<T> = Arc<dyn Fn(&ByteRecord) -> Result<T, String> + Send + Sync>;
+type Mapper<T> = Arc<dyn Fn(&StringRecord) -> Result<T, String> + Send + Sync>;
 
 /// Why the CSV reader could not open or read its input.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +136,6 @@ fn quote_hint(quote_line: Option<u64>) -> String {
 ///     let field = |i: usize| {
 ///         record
 ///             .get(i)
-///             .and_then(|bytes| std::str::from_utf8(bytes).ok())
 ///             .map(str::to_owned)
 ///             .ok_or_else(|| format!("missing field {}", i + 1))
 ///     };
@@ -208,11 +208,12 @@ struct Entry<T> {
 }
 
 impl<T: Send + 'static> CsvItemReader<T> {
-    /// A reader of the CSV file at `path` that turns each record into an item with `mapper`
-    /// (which returns the reason as `Err` for a bad record).
+    /// A reader of the CSV file at `path` that turns each record, once its fields are known to
+    /// be valid UTF-8, into an item with `mapper` (which returns the reason as `Err` for a bad
+    /// record).
     pub fn new<M>(path: impl Into<PathBuf>, mapper: M) -> Self
     where
-        M: Fn(&ByteRecord) -> Result<T, String> + Send + Sync + 'static,
+        M: Fn(&StringRecord) -> Result<T, String> + Send + Sync + 'static,
     {
         CsvItemReader {
             path: path.into(),
@@ -333,6 +334,22 @@ impl<T: Send + 'static> CsvItemReader<T> {
         }
     }
 
+    /// Returns a parsed record's item (or why it is bad), moving the position after it.
+    fn returned(&mut self, entry: Entry<T>) -> Result<Option<Read<T>>, ReadError> {
+        self.position = Position {
+            byte: entry.end_byte,
+            line: entry.end_line,
+            count: self.position.count + 1,
+        };
+        match entry.outcome {
+            Ok(item) => Ok(Some(Read {
+                item,
+                line: entry.line,
+            })),
+            Err(bad) => Err(ReadError::Bad(bad)),
+        }
+    }
+
     /// Fails when the file has no byte other than line terminators.
     fn check_not_empty(&self, file: &mut File, length: u64) -> Result<(), CsvError> {
         let empty = || CsvError::Empty {
@@ -448,18 +465,7 @@ impl<T: Send + 'static> ItemReader<T> for CsvItemReader<T> {
         };
         loop {
             if let Some(entry) = running.batch.next() {
-                self.position = Position {
-                    byte: entry.end_byte,
-                    line: entry.end_line,
-                    count: self.position.count + 1,
-                };
-                return match entry.outcome {
-                    Ok(item) => Ok(Some(Read {
-                        item,
-                        line: entry.line,
-                    })),
-                    Err(bad) => Err(ReadError::Bad(bad)),
-                };
+                return self.returned(entry);
             }
             if let Some(message) = &running.failed {
                 return Err(ReadError::Fatal(message.clone().into()));
@@ -487,6 +493,11 @@ impl<T: Send + 'static> ItemReader<T> for CsvItemReader<T> {
                 }
             }
         }
+    }
+
+    fn read_ready(&mut self) -> Option<Result<Option<Read<T>>, ReadError>> {
+        let entry = self.running.as_mut()?.batch.next()?;
+        Some(self.returned(entry))
     }
 
     fn update(&self, context: &mut ExecutionContext) {
@@ -629,7 +640,8 @@ impl<T: Send + 'static> Parser<T> {
                         ends_with_newline: last_byte == Some(b'\n'),
                     };
                     if let Some(previous) = pending.replace(span) {
-                        let entry = self.entry(&current, previous, false);
+                        let (entry, record) = self.entry(current, previous, false);
+                        current = record;
                         if !self.push(&mut batch, entry) {
                             return;
                         }
@@ -638,7 +650,7 @@ impl<T: Send + 'static> Parser<T> {
                 }
                 Ok(false) => {
                     if let Some(previous) = pending.take() {
-                        let entry = self.entry(&current, previous, true);
+                        let (entry, _) = self.entry(current, previous, true);
                         if !self.push(&mut batch, entry) {
                             return;
                         }
@@ -654,7 +666,7 @@ impl<T: Send + 'static> Parser<T> {
                 }
                 Err(error) => {
                     if let Some(previous) = pending.take() {
-                        let entry = self.entry(&current, previous, false);
+                        let (entry, _) = self.entry(current, previous, false);
                         if !self.push(&mut batch, entry) {
                             return;
                         }
@@ -688,8 +700,8 @@ impl<T: Send + 'static> Parser<T> {
         self.sender.blocking_send(Message::Batch(full)).is_ok()
     }
 
-    /// Checks and maps one record.
-    fn entry(&mut self, record: &ByteRecord, span: Span, last: bool) -> Entry<T> {
+    /// Checks and maps one record; hands the record back for reuse.
+    fn entry(&mut self, record: ByteRecord, span: Span, last: bool) -> (Entry<T>, ByteRecord) {
         let open_quote = if last {
             self.scan(span.start, None).open_quote
         } else {
@@ -708,37 +720,39 @@ impl<T: Send + 'static> Parser<T> {
             reason,
             raw,
         };
-        let outcome = if let Some(quote_line) = open_quote {
-            Err(bad(
-                format!("unbalanced quote starting on line {quote_line}"),
-                truncate(self.raw(record), RAW_LIMIT),
-            ))
+        let (outcome, record) = if let Some(quote_line) = open_quote {
+            let raw = truncate(self.raw(&record), RAW_LIMIT);
+            let reason = format!("unbalanced quote starting on line {quote_line}");
+            (Err(bad(reason, raw)), record)
         } else if let Some(expected) = self.fields.filter(|fields| *fields != record.len()) {
-            Err(bad(
-                format!(
-                    "expected {expected} {}, found {}",
-                    plural(expected, "field"),
-                    record.len()
-                ),
-                self.raw(record),
-            ))
-        } else if let Some(index) = record
-            .iter()
-            .position(|field| std::str::from_utf8(field).is_err())
-        {
-            Err(bad(
-                format!("invalid UTF-8 in field {}", index + 1),
-                self.raw(record),
-            ))
+            let reason = format!(
+                "expected {expected} {}, found {}",
+                plural(expected, "field"),
+                record.len()
+            );
+            (Err(bad(reason, self.raw(&record))), record)
         } else {
-            (self.mapper)(record).map_err(|reason| bad(reason, self.raw(record)))
+            match StringRecord::from_byte_record(record) {
+                Ok(fields) => {
+                    let outcome = (self.mapper)(&fields)
+                        .map_err(|reason| bad(reason, self.raw(fields.as_byte_record())));
+                    (outcome, fields.into_byte_record())
+                }
+                Err(error) => {
+                    let reason =
+                        format!("invalid UTF-8 in field {}", error.utf8_error().field() + 1);
+                    let record = error.into_byte_record();
+                    (Err(bad(reason, self.raw(&record))), record)
+                }
+            }
         };
-        Entry {
+        let entry = Entry {
             outcome,
             line,
             end_byte: span.end.byte,
             end_line: span.end.line,
-        }
+        };
+        (entry, record)
     }
 
     /// The record's fields joined with the delimiter, lossily decoded.

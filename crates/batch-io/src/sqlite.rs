@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use batch_core::step::BoxError;
 use batch_core::step::item::{ChunkTransaction, ItemWriter};
-use sqlx::SqlitePool;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
+use sqlx::{Arguments as _, SqlitePool};
 
 use crate::table::{TableRow, TableTarget, WriteError, cached_statement};
 
@@ -133,6 +133,8 @@ impl<T: TableRow> ItemWriter<T> for SqliteInsertWriter<T> {
         Ok(())
     }
 
+    /// Builds the arguments of each statement while SQLite runs the previous one (sqlx runs
+    /// SQLite on a worker thread), so that copying the fields overlaps the inserting.
     async fn write(
         &mut self,
         items: &[T],
@@ -140,9 +142,8 @@ impl<T: TableRow> ItemWriter<T> for SqliteInsertWriter<T> {
     ) -> Result<(), BoxError> {
         let full = self.full_statement()?;
         let per_statement = rows_per_statement(self.rows_per_statement, self.target.columns.len());
-        let groups = items.chunks_exact(per_statement);
-        let rest = groups.remainder();
-        let rest_statement = (!rest.is_empty()).then(|| self.remainder_statement(rest.len()));
+        let rest = items.len() % per_statement;
+        let rest_statement = (rest > 0).then(|| self.remainder_statement(rest));
         let target = &self.target;
         let Some(connection) = transaction
             .connection()
@@ -155,12 +156,28 @@ impl<T: TableRow> ItemWriter<T> for SqliteInsertWriter<T> {
             .into());
         };
         let connection: &mut SqliteConnection = connection;
+        let mut groups = items.chunks(per_statement);
+        let mut next = groups
+            .next()
+            .map(|rows| arguments(rows, target))
+            .transpose()?;
         let mut written = 0;
-        for group in groups {
-            written += insert(connection, &full, group, target).await?;
-        }
-        if let Some(statement) = rest_statement {
-            written += insert(connection, &statement, rest, target).await?;
+        while let Some((rows, arguments_now)) = next.take() {
+            let statement = match &rest_statement {
+                Some(statement) if rows < per_statement => statement,
+                _ => &full,
+            };
+            let (done, following) = tokio::join!(
+                insert(connection, statement, arguments_now, target),
+                async {
+                    groups
+                        .next()
+                        .map(|rows| arguments(rows, target))
+                        .transpose()
+                }
+            );
+            written += done?;
+            next = following?;
         }
         if written != items.len() as u64 {
             return Err(WriteError::RowCount {
@@ -174,22 +191,36 @@ impl<T: TableRow> ItemWriter<T> for SqliteInsertWriter<T> {
     }
 }
 
-/// Inserts `rows` with `statement`, which has one tuple of parameters per row.
-async fn insert<T: TableRow>(
-    connection: &mut SqliteConnection,
-    statement: &Arc<str>,
+/// The bound values of one statement: each row's fields in column order, owned so that sqlx
+/// need not copy them again; with the number of rows.
+fn arguments<T: TableRow>(
     rows: &[T],
     target: &TableTarget,
-) -> Result<u64, WriteError> {
+) -> Result<(usize, SqliteArguments<'static>), WriteError> {
     let columns = target.columns.len();
-    let mut query = sqlx::query(&statement[..]);
+    let mut arguments = SqliteArguments::default();
+    arguments.reserve(rows.len() * columns, 0);
     for row in rows {
         target.check_row(row)?;
         for index in 0..columns {
-            query = query.bind(row.field(index));
+            arguments
+                .add(row.field(index).map(str::to_owned))
+                .map_err(|error| {
+                    target.database_error("inserting into", sqlx::Error::Encode(error))
+                })?;
         }
     }
-    let done = query
+    Ok((rows.len(), arguments))
+}
+
+/// Runs `statement`, which has one tuple of parameters per row, with `arguments`.
+async fn insert(
+    connection: &mut SqliteConnection,
+    statement: &str,
+    arguments: SqliteArguments<'static>,
+    target: &TableTarget,
+) -> Result<u64, WriteError> {
+    let done = sqlx::query_with(statement, arguments)
         .execute(connection)
         .await
         .map_err(|error| target.database_error("inserting into", error))?;

@@ -7,22 +7,20 @@ use std::time::{Duration, Instant};
 
 use batch_core::context::ExecutionContext;
 use batch_core::step::item::{BadItem, ItemReader, Read, ReadError, RejectSink};
-use batch_io::csv::{ByteRecord, CsvItemReader};
+use batch_io::csv::{CsvItemReader, StringRecord};
 use batch_io::rejects::{REJECTS_BYTES_KEY, RejectsFile};
 use tempfile::TempDir;
 
 type Pair = (String, String);
 
-fn field(record: &ByteRecord, index: usize) -> Result<String, String> {
-    let bytes = record
+fn field(record: &StringRecord, index: usize) -> Result<String, String> {
+    record
         .get(index)
-        .ok_or_else(|| format!("missing field {}", index + 1))?;
-    std::str::from_utf8(bytes)
         .map(str::to_owned)
-        .map_err(|error| error.to_string())
+        .ok_or_else(|| format!("missing field {}", index + 1))
 }
 
-fn pair(record: &ByteRecord) -> Result<Pair, String> {
+fn pair(record: &StringRecord) -> Result<Pair, String> {
     if record.len() != 2 {
         return Err(format!("expected 2 fields, found {}", record.len()));
     }
@@ -185,7 +183,7 @@ async fn streams_a_large_file_through_a_small_channel() {
 
     for buffer_items in [7, 16_384] {
         let started = Instant::now();
-        let mut reader = CsvItemReader::new(&path, |record: &ByteRecord| {
+        let mut reader = CsvItemReader::new(&path, |record: &StringRecord| {
             let number: u64 = field(record, 0)?
                 .parse()
                 .map_err(|error| format!("{error}"))?;

@@ -14,12 +14,13 @@ use batch_core::job::Job;
 use batch_core::job::parameters::{JobParameters, ParameterValue};
 use batch_core::step::item::{ChunkComponents, ChunkFactory, ChunkStep, ItemProcessor, ItemWriter};
 use batch_core::step::{BoxError, StepContext};
-use batch_io::csv::CsvItemReader;
+use batch_io::csv::{CsvItemReader, StringRecord};
 use batch_io::postgres::{PgCopyWriter, PgInsertWriter};
 use batch_io::rejects::RejectsFile;
 use batch_io::sqlite::SqliteInsertWriter;
 use batch_io::table::{TableRow, TableTarget};
 use batch_kube::{ContainerJobSpec, ContainerJobStep, ContainerRunner};
+use compact_str::CompactString;
 
 use crate::config::KubernetesSettings;
 use crate::people;
@@ -77,8 +78,8 @@ fn generate_spec(settings: &KubernetesSettings) -> ContainerJobSpec {
 /// A row of `people`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
-    first_name: String,
-    last_name: String,
+    first_name: CompactString,
+    last_name: CompactString,
 }
 
 impl TableRow for Person {
@@ -88,10 +89,20 @@ impl TableRow for Person {
 
     fn field(&self, index: usize) -> Option<&str> {
         match index {
-            0 => Some(&self.first_name),
-            1 => Some(&self.last_name),
+            0 => Some(self.first_name.as_str()),
+            1 => Some(self.last_name.as_str()),
             _ => None,
         }
+    }
+}
+
+/// A name upper-cased as Java's `toUpperCase` does, in place when it is ASCII.
+fn upper_case(mut name: CompactString) -> CompactString {
+    if name.is_ascii() {
+        name.make_ascii_uppercase();
+        name
+    } else {
+        name.to_uppercase()
     }
 }
 
@@ -123,6 +134,10 @@ impl ItemProcessor<Person, Person> for UpperCaseNames {
             ("first_name", &upper.first_name),
             ("last_name", &upper.last_name),
         ] {
+            // A name has at most as many characters as bytes.
+            if value.len() <= MAX_NAME_CHARS {
+                continue;
+            }
             let chars = value.chars().count();
             if chars > MAX_NAME_CHARS {
                 return Err(format!(
@@ -131,16 +146,6 @@ impl ItemProcessor<Person, Person> for UpperCaseNames {
             }
         }
         Ok(Some(upper))
-    }
-}
-
-/// `name` upper-cased as Java's `toUpperCase` does, in place when it is ASCII.
-fn upper_case(mut name: String) -> String {
-    if name.is_ascii() {
-        name.make_ascii_uppercase();
-        name
-    } else {
-        name.to_uppercase()
     }
 }
 
@@ -183,15 +188,11 @@ impl ChunkFactory<Person, Person> for PeopleImport {
                 }
             },
         };
-        let reader = CsvItemReader::new(file.clone(), |record: &csv::ByteRecord| {
-            let field = |index: usize| {
-                std::str::from_utf8(record.get(index).unwrap_or_default())
-                    .map(str::to_string)
-                    .map_err(|_| format!("invalid UTF-8 in field {}", index + 1))
-            };
+        let reader = CsvItemReader::new(file.clone(), |record: &StringRecord| {
+            let field = |index: usize| CompactString::from(record.get(index).unwrap_or_default());
             Ok(Person {
-                first_name: field(0)?,
-                last_name: field(1)?,
+                first_name: field(0),
+                last_name: field(1),
             })
         })
         .fields(2)
