@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use batch_core::job::parameters::{JobParameter, JobParameters};
 use batch_core::step::StopSignal;
-use batch_kube::kube::{KubeError, LauncherPod};
+use batch_kube::kube::{KubeError, LauncherPod, spec_hash};
 use batch_kube::{
-    ContainerJobSpec, ContainerOutcome, ContainerRunner, KubeRunner, ResourceList, RunContext,
-    RunnerError,
+    ContainerJobSpec, ContainerOutcome, ContainerRunner, KubeRunner, ResolvedSpec, ResourceList,
+    RunContext, RunnerError,
 };
 use http::{Method, Request, Response};
 use kube::client::Body;
@@ -313,14 +313,19 @@ fn runner(client: kube::Client) -> KubeRunner {
     KubeRunner::new(client, NS)
 }
 
+/// `spec` with the tests' job parameters.
+fn resolve(spec: &ContainerJobSpec) -> ResolvedSpec {
+    let params =
+        JobParameters::new().with("jobFileLocation", JobParameter::string("/test/people.csv"));
+    spec.resolve(&params).expect("resolves")
+}
+
 async fn run_spec(
     runner: &KubeRunner,
     spec: &ContainerJobSpec,
     stop: &StopSignal,
 ) -> Result<ContainerOutcome, RunnerError> {
-    let params =
-        JobParameters::new().with("jobFileLocation", JobParameter::string("/test/people.csv"));
-    let resolved = spec.resolve(&params).expect("resolves");
+    let resolved = resolve(spec);
     let run = RunContext {
         job_name: "importUserJob",
         job_instance_id: 42,
@@ -403,6 +408,10 @@ async fn the_created_job_carries_the_spec_and_its_completion_is_seen() {
     assert_eq!(labels["csv2db.io/step"], "step1");
     assert_eq!(labels["team"], "data");
     assert_eq!(job["spec"]["template"]["metadata"]["labels"], *labels);
+    assert_eq!(
+        job["metadata"]["annotations"]["csv2db.io/spec-hash"],
+        spec_hash(&resolve(&spec()))
+    );
 
     let owners = job["metadata"]["ownerReferences"]
         .as_array()
@@ -904,7 +913,9 @@ async fn stop_deletes_the_child_job_with_its_pods() {
 #[tokio::test]
 async fn a_running_child_is_reattached_to() {
     let mut cluster = failed_earlier();
-    cluster.job.as_mut().expect("job")["status"] = json!({"active": 1});
+    let job = cluster.job.as_mut().expect("job");
+    job["status"] = json!({"active": 1});
+    job["metadata"]["annotations"] = json!({"csv2db.io/spec-hash": spec_hash(&resolve(&spec()))});
     cluster.pods.clear();
     let script: Script = Box::new(|seen, cluster| {
         if seen.method == Method::GET && seen.path.ends_with("/jobs") && !seen.is_watch() {
@@ -951,4 +962,48 @@ async fn a_succeeded_child_counts_as_done() {
             .requests_matching(&Method::DELETE, "/jobs/")
             .is_empty()
     );
+}
+
+// A succeeded child of the same name made from another spec (another run's parameters, or
+// another metadata database whose instance has the same id) is not this run's: it is deleted
+// (only that UID) and the step runs afresh.
+#[tokio::test]
+async fn a_succeeded_child_of_another_spec_is_replaced() {
+    let mut cluster = failed_earlier();
+    cluster.finish_job("Complete", "", "", 0);
+    cluster.job.as_mut().expect("job")["metadata"]["annotations"] =
+        json!({"csv2db.io/spec-hash": "0123456789abcdef"});
+    cluster.pods.clear();
+    let mut created = false;
+    let script: Script = Box::new(move |seen, cluster| {
+        if seen.method == Method::POST {
+            created = true;
+            let body = seen.body.clone().expect("body");
+            let job = cluster.create_job(&body, "uid-new");
+            return Some(Reply::Json(201, job));
+        }
+        if created && seen.method == Method::GET && seen.path.ends_with("/jobs") && !seen.is_watch()
+        {
+            cluster.finish_job("Complete", "", "", 0);
+        }
+        None
+    });
+    let (client, state) = mock_cluster(cluster, script);
+    let outcome = run_spec(&runner(client), &spec(), &StopSignal::new())
+        .await
+        .expect("runs");
+    assert!(outcome.succeeded, "{outcome:?}");
+    let cluster = snapshot(&state);
+    let all = describe_all(&cluster);
+    let deletes = cluster.requests_matching(&Method::DELETE, "/jobs/");
+    assert_eq!(deletes.len(), 1, "{all:#?}");
+    assert_eq!(
+        deletes[0].body.clone().expect("delete options")["preconditions"]["uid"],
+        "uid-old"
+    );
+    assert!(
+        position(&cluster, &Method::DELETE, "/jobs/") < position(&cluster, &Method::POST, "/jobs"),
+        "{all:#?}"
+    );
+    assert_eq!(cluster.requests_matching(&Method::POST, "/jobs").len(), 1);
 }

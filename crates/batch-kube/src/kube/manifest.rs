@@ -32,6 +32,8 @@ pub const STEP_LABEL: &str = "csv2db.io/step";
 pub const JOB_NAME_ANNOTATION: &str = "csv2db.io/job-name";
 /// The annotation holding the step's name as it is.
 pub const STEP_NAME_ANNOTATION: &str = "csv2db.io/step-name";
+/// The annotation holding [`spec_hash`] of the spec the child Job was created from.
+pub const SPEC_HASH_ANNOTATION: &str = "csv2db.io/spec-hash";
 
 /// The longest Kubernetes name that is also a DNS label (and a label value).
 const MAX_DNS_LABEL: usize = 63;
@@ -138,6 +140,37 @@ pub fn child_job_name(spec_name: &str, run: &RunContext<'_>) -> String {
 }
 
 /// FNV-1a, 64 bits: stable across builds and platforms, unlike the standard library's hasher.
+/// A hash of what a child Job runs: image, command, arguments, environment and volumes, the
+/// same for the same spec in every csv2db version. A child Job of the step's name whose hash
+/// differs was created for another run (other parameters, or another metadata database whose
+/// job instance has the same id), so it is not this run's.
+pub fn spec_hash(spec: &ResolvedSpec) -> String {
+    let mut text = String::new();
+    let mut section = |values: &mut dyn Iterator<Item = &str>| {
+        for value in values {
+            text.push_str(value);
+            text.push('\0');
+        }
+        text.push('\u{1}');
+    };
+    section(&mut std::iter::once(spec.image.as_str()));
+    section(&mut spec.command.iter().map(String::as_str));
+    section(&mut spec.args.iter().map(String::as_str));
+    section(
+        &mut spec
+            .env
+            .iter()
+            .flat_map(|(name, value)| [name.as_str(), value.as_str()]),
+    );
+    section(
+        &mut spec
+            .volumes
+            .iter()
+            .flat_map(|volume| [volume.claim_name.as_str(), volume.mount_path.as_str()]),
+    );
+    format!("{:016x}", fnv1a(text.as_bytes()))
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in bytes {
@@ -309,6 +342,7 @@ pub fn job_manifest(
         annotations.insert(JOB_NAME_ANNOTATION.to_owned(), run.job_name.to_owned());
     }
     annotations.insert(STEP_NAME_ANNOTATION.to_owned(), run.step_name.to_owned());
+    annotations.insert(SPEC_HASH_ANNOTATION.to_owned(), spec_hash(spec));
 
     let owner_references = owner
         .filter(|pod| pod.namespace.as_deref().is_none_or(|ns| ns == namespace))
@@ -389,6 +423,32 @@ mod tests {
             step_name: step,
             stop,
         }
+    }
+
+    #[test]
+    fn the_spec_hash_is_stable_and_covers_what_runs() {
+        let params = batch_core::job::parameters::JobParameters::new().with(
+            "jobFileLocation",
+            batch_core::job::parameters::JobParameter::string("/test/myfile1.csv"),
+        );
+        let spec = |image: &str| {
+            crate::ContainerJobSpec::new("generate-csv", image)
+                .command(["csv2db", "generate-people"])
+                .env_parameter("FILENAME", "jobFileLocation")
+                .volume("spring-batch-claim", "/test")
+                .resolve(&params)
+                .expect("resolves")
+        };
+        // The same in every csv2db version: a restarted launcher of a newer version must
+        // recognise the child Job an older one created.
+        assert_eq!(spec_hash(&spec("csv2db:0.1.0")), "2182b8958e98e91e");
+        assert_ne!(
+            spec_hash(&spec("csv2db:0.1.0")),
+            spec_hash(&spec("csv2db:0.2.0"))
+        );
+        let mut other_file = spec("csv2db:0.1.0");
+        other_file.env[0].1 = "/test/myfile2.csv".to_owned();
+        assert_ne!(spec_hash(&other_file), spec_hash(&spec("csv2db:0.1.0")));
     }
 
     #[test]

@@ -37,8 +37,9 @@ use crate::spec::ResolvedSpec;
 pub use error::{KubeError, ROLE_PATH, refused_account};
 pub use manifest::{
     JOB_EXECUTION_LABEL, JOB_INSTANCE_LABEL, JOB_NAME_ANNOTATION, LauncherPod, MANAGED_BY,
-    MANAGED_BY_LABEL, STEP_EXECUTION_LABEL, STEP_LABEL, STEP_NAME_ANNOTATION, child_job_name,
-    child_labels, job_manifest, label_value, restricted_security_context,
+    MANAGED_BY_LABEL, SPEC_HASH_ANNOTATION, STEP_EXECUTION_LABEL, STEP_LABEL, STEP_NAME_ANNOTATION,
+    child_job_name, child_labels, job_manifest, label_value, restricted_security_context,
+    spec_hash,
 };
 
 use error::{is_already_exists, is_conflict, is_forbidden, is_gone, is_not_found};
@@ -349,6 +350,16 @@ impl Child<'_> {
         }
     }
 
+    /// Whether `job` was created from this step's spec; a Job without the annotation (made
+    /// by an earlier csv2db) is taken to be.
+    fn is_of_this_spec(&self, job: &Job) -> bool {
+        job.metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(SPEC_HASH_ANNOTATION))
+            .is_none_or(|hash| *hash == spec_hash(self.spec))
+    }
+
     fn uid(job: &Job) -> Option<&str> {
         job.metadata.uid.as_deref()
     }
@@ -373,6 +384,19 @@ impl Child<'_> {
                         self.name
                     );
                     if !self.wait_gone(&job).await? {
+                        return Ok(Adopted::Finished(ContainerOutcome::stopped(Vec::new())));
+                    }
+                    continue;
+                }
+                if !self.is_of_this_spec(&job) {
+                    tracing::warn!(
+                        job = %self.name,
+                        "the existing child Job {} was created from another spec (another \
+                         run's parameters, or another metadata database); deleting it to run \
+                         this step afresh",
+                        self.name
+                    );
+                    if !self.delete_and_wait(&job).await? {
                         return Ok(Adopted::Finished(ContainerOutcome::stopped(Vec::new())));
                     }
                     continue;
