@@ -569,12 +569,10 @@ fn failed_earlier() -> Cluster {
     cluster
 }
 
-// (c) A failed child from an earlier execution: its reason and log are read, it is deleted
-// (Background, only that UID), and a new one is created.
-#[tokio::test]
-async fn a_failed_child_is_recorded_deleted_and_replaced() {
+/// Answers the create of a new child Job (uid `uid-new`), which completes at the next list.
+fn creates_then_completes() -> Script {
     let mut created = false;
-    let script: Script = Box::new(move |seen, cluster| {
+    Box::new(move |seen, cluster| {
         if seen.method == Method::POST {
             created = true;
             let body = seen.body.clone().expect("body");
@@ -586,7 +584,14 @@ async fn a_failed_child_is_recorded_deleted_and_replaced() {
             cluster.finish_job("Complete", "", "", 0);
         }
         None
-    });
+    })
+}
+
+// (c) A failed child from an earlier execution: its reason and log are read, it is deleted
+// (Background, only that UID), and a new one is created.
+#[tokio::test]
+async fn a_failed_child_is_recorded_deleted_and_replaced() {
+    let script = creates_then_completes();
     let (client, state) = mock_cluster(failed_earlier(), script);
     let outcome = run_spec(&runner(client), &spec(), &StopSignal::new())
         .await
@@ -974,20 +979,7 @@ async fn a_succeeded_child_of_another_spec_is_replaced() {
     cluster.job.as_mut().expect("job")["metadata"]["annotations"] =
         json!({"csv2db.io/spec-hash": "0123456789abcdef"});
     cluster.pods.clear();
-    let mut created = false;
-    let script: Script = Box::new(move |seen, cluster| {
-        if seen.method == Method::POST {
-            created = true;
-            let body = seen.body.clone().expect("body");
-            let job = cluster.create_job(&body, "uid-new");
-            return Some(Reply::Json(201, job));
-        }
-        if created && seen.method == Method::GET && seen.path.ends_with("/jobs") && !seen.is_watch()
-        {
-            cluster.finish_job("Complete", "", "", 0);
-        }
-        None
-    });
+    let script = creates_then_completes();
     let (client, state) = mock_cluster(cluster, script);
     let outcome = run_spec(&runner(client), &spec(), &StopSignal::new())
         .await
