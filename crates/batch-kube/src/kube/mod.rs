@@ -41,9 +41,10 @@ pub use manifest::{
     child_job_name, child_labels, job_manifest, label_value, restricted_security_context,
     spec_hash,
 };
+pub use status::{JobState, job_state};
 
 use error::{is_already_exists, is_conflict, is_forbidden, is_gone, is_not_found};
-use status::{JobState, PodTracker, StartLimits, job_state, pod_selector};
+use status::{PodTracker, StartLimits, pod_selector};
 
 /// The file a pod's service account token volume holds its namespace in.
 pub const IN_CLUSTER_NAMESPACE_FILE: &str =

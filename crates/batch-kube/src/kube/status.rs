@@ -10,21 +10,23 @@ use tokio::time::Instant;
 
 /// Where a child Job stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum JobState {
+pub enum JobState {
     /// Neither Complete nor Failed yet.
     Running,
     /// Condition Complete is True.
     Complete,
     /// Condition Failed is True, with its reason and message.
     Failed {
+        /// The condition's reason (`BackoffLimitExceeded`, `DeadlineExceeded`, ...).
         reason: Option<String>,
+        /// The condition's message.
         message: Option<String>,
     },
 }
 
 /// The Job's state from its conditions (`Complete` or `Failed` with status `True`; interim
 /// conditions such as `FailureTarget` or `SuccessCriteriaMet` are not an end).
-pub(crate) fn job_state(job: &Job) -> JobState {
+pub fn job_state(job: &Job) -> JobState {
     let conditions = job
         .status
         .as_ref()

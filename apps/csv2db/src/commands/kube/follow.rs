@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use ::kube::api::{Api, ListParams, LogParams};
 use anyhow::Context as _;
+use batch_kube::kube::{JobState, job_state};
 use futures_util::{AsyncBufReadExt as _, TryStreamExt as _};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerState, Pod};
 
-use super::JobState;
+use super::failure;
 use super::manifest::CONTAINER;
 use crate::exit;
 
@@ -97,8 +98,11 @@ async fn wait_for_start(
             .get(name)
             .await
             .with_context(|| format!("cannot read Job {name}"))?;
-        if let JobState::Failed(reason) = JobState::of(&current) {
-            anyhow::bail!("the launcher Job {name} failed before its pod started: {reason}");
+        if let JobState::Failed { reason, message } = job_state(&current) {
+            anyhow::bail!(
+                "the launcher Job {name} failed before its pod started: {}",
+                failure(reason.as_deref(), message.as_deref())
+            );
         }
         if tokio::time::Instant::now() > deadline {
             let why = pod.as_ref().map_or_else(

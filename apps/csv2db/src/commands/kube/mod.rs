@@ -11,6 +11,7 @@ use ::kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use anyhow::Context as _;
 use batch_core::job::parameters::JobParameters;
 use batch_kube::KubeRunner;
+use batch_kube::kube::{JobState, job_state};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -79,12 +80,16 @@ pub async fn launch(session: &Session, args: KubeLaunchArgs) -> anyhow::Result<u
                 .get_opt(&name)
                 .await
                 .with_context(|| format!("cannot read Job {name} in namespace {namespace}"))?;
-            // Gone in between (deleted by someone else): the next launch will create it.
-            let state = existing.as_ref().map_or(JobState::Active, JobState::of);
+            let Some(existing) = existing else {
+                anyhow::bail!(
+                    "Job {name} in namespace {namespace} existed when csv2db created it and was \
+                     deleted since: launch again"
+                );
+            };
             return Err(LauncherJobExists {
+                state: job_state(&existing),
                 name,
                 namespace,
-                state,
             }
             .into());
         }
@@ -116,8 +121,8 @@ async fn delete_failed(jobs: &Api<Job>, name: &str, namespace: &str) -> anyhow::
     let Some(existing) = jobs.get_opt(name).await.map_err(read)? else {
         return Ok(());
     };
-    let state = JobState::of(&existing);
-    if !matches!(state, JobState::Failed(_)) {
+    let state = job_state(&existing);
+    if !matches!(state, JobState::Failed { .. }) {
         return Err(LauncherJobExists {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
@@ -161,41 +166,6 @@ async fn delete_failed(jobs: &Api<Job>, name: &str, namespace: &str) -> anyhow::
     Ok(())
 }
 
-/// Where a launcher Job is, from its conditions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobState {
-    /// Neither complete nor failed yet.
-    Active,
-    /// Its pod exited with 0: the run completed.
-    Complete,
-    /// Its pod failed (or the Job did), with the condition's reason and message.
-    Failed(String),
-}
-
-impl JobState {
-    /// The state of `job`.
-    pub fn of(job: &Job) -> JobState {
-        let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
-        for condition in conditions.into_iter().flatten() {
-            if condition.status != "True" {
-                continue;
-            }
-            match condition.type_.as_str() {
-                "Complete" => return JobState::Complete,
-                "Failed" => {
-                    return JobState::Failed(format!(
-                        "{}: {}",
-                        condition.reason.as_deref().unwrap_or("Failed"),
-                        condition.message.as_deref().unwrap_or_default()
-                    ));
-                }
-                _ => {}
-            }
-        }
-        JobState::Active
-    }
-}
-
 /// A launcher Job of the same job and parameters is already there: the launch is refused.
 #[derive(Debug)]
 pub struct LauncherJobExists {
@@ -203,7 +173,7 @@ pub struct LauncherJobExists {
     pub name: String,
     /// Its namespace.
     pub namespace: String,
-    /// Where it is.
+    /// Where it is (from its conditions).
     pub state: JobState,
 }
 
@@ -212,9 +182,9 @@ impl LauncherJobExists {
     /// (relaunch it with --replace).
     pub fn exit_code(&self) -> u8 {
         match self.state {
-            JobState::Active => exit::ALREADY_RUNNING,
+            JobState::Running => exit::ALREADY_RUNNING,
             JobState::Complete => exit::ALREADY_COMPLETE,
-            JobState::Failed(_) => exit::USAGE,
+            JobState::Failed { .. } => exit::USAGE,
         }
     }
 }
@@ -225,7 +195,7 @@ impl fmt::Display for LauncherJobExists {
             name, namespace, ..
         } = self;
         match &self.state {
-            JobState::Active => write!(
+            JobState::Running => write!(
                 f,
                 "Job {name} in namespace {namespace} is still running an earlier launch of these \
                  parameters: follow it with `kubectl logs -f job/{name} -n {namespace}`"
@@ -235,13 +205,23 @@ impl fmt::Display for LauncherJobExists {
                 "Job {name} in namespace {namespace} already completed these parameters: the job \
                  instance is complete (its log: `kubectl logs job/{name} -n {namespace}`)"
             ),
-            JobState::Failed(reason) => write!(
+            JobState::Failed { reason, message } => write!(
                 f,
                 "Job {name} in namespace {namespace} already ran these parameters and failed \
-                 ({reason}): launch again with --replace to restart the job instance"
+                 ({}): launch again with --replace to restart the job instance",
+                failure(reason.as_deref(), message.as_deref())
             ),
         }
     }
 }
 
 impl std::error::Error for LauncherJobExists {}
+
+/// A failed Job condition's reason and message, as one text.
+fn failure(reason: Option<&str>, message: Option<&str>) -> String {
+    format!(
+        "{}: {}",
+        reason.unwrap_or("Failed"),
+        message.unwrap_or_default()
+    )
+}
