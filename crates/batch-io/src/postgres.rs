@@ -115,11 +115,8 @@ fn pg_connection<'t>(
     transaction: &'t mut dyn ChunkTransaction,
     target: &TableTarget,
 ) -> Result<&'t mut PgConnection, WriteError> {
-    match transaction
-        .connection()
-        .downcast_mut::<sqlx::Transaction<'static, sqlx::Postgres>>()
-    {
-        Some(transaction) => Ok(&mut **transaction),
+    match transaction.connection().downcast_mut::<PgConnection>() {
+        Some(connection) => Ok(connection),
         None => Err(WriteError::WrongRepository {
             expected: "PostgreSQL",
             table: target.table.clone(),

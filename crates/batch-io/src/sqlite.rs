@@ -145,17 +145,13 @@ impl<T: TableRow> ItemWriter<T> for SqliteInsertWriter<T> {
         let rest = items.len() % per_statement;
         let rest_statement = (rest > 0).then(|| self.remainder_statement(rest));
         let target = &self.target;
-        let Some(connection) = transaction
-            .connection()
-            .downcast_mut::<sqlx::Transaction<'static, sqlx::Sqlite>>()
-        else {
+        let Some(connection) = transaction.connection().downcast_mut::<SqliteConnection>() else {
             return Err(WriteError::WrongRepository {
                 expected: "SQLite",
                 table: target.table.clone(),
             }
             .into());
         };
-        let connection: &mut SqliteConnection = connection;
         let mut groups = items.chunks(per_statement);
         let mut next = groups
             .next()

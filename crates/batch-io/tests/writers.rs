@@ -7,7 +7,7 @@ use std::time::Duration;
 use batch_core::job::parameters::{JobParameter, JobParameters};
 use batch_core::repository::{JobRepository, LaunchRequest};
 use batch_core::step::StepExecution;
-use batch_core::step::item::ItemWriter;
+use batch_core::step::item::{ChunkTransaction, ItemWriter};
 use batch_core::{BatchStatus, ExecutionContext};
 use batch_io::postgres::{PgCopyWriter, PgInsertWriter};
 use batch_io::sqlite::SqliteInsertWriter;
@@ -15,6 +15,7 @@ use batch_io::table::TableTarget;
 use batch_repository::{Repository, SpringBatchVersion};
 use batch_repository::{postgres_pool, sqlite_pool};
 use batch_testkit::{TestDb, on_both_databases};
+use sqlx::PgConnection;
 
 /// A `people` row: first and last name, `None` for NULL.
 type Person = Vec<Option<String>>;
@@ -172,18 +173,22 @@ async fn a_chunk_not_committed_leaves_no_rows_and_the_step_unchanged(db: TestDb)
     writer.open().await.expect("open");
     fixture.commit_chunk(writer.as_mut(), &numbered(0, 5)).await;
     let version = fixture.stored_version().await;
-    {
+    for rolled_back_explicitly in [true, false] {
         let mut transaction = fixture.jobs.begin_chunk().await.expect("begin");
         writer
             .write(&numbered(5, 3000), transaction.as_mut())
             .await
             .expect("write");
-        // Dropped without commit: rolled back.
+        if rolled_back_explicitly {
+            transaction.rollback().await.expect("rollback");
+        } else {
+            drop(transaction);
+        }
+        assert_eq!(names(&fixture.rows().await), numbered(0, 5));
+        assert_eq!(fixture.stored_version().await, version);
+        assert_eq!(fixture.step.version, version);
     }
-    assert_eq!(names(&fixture.rows().await), numbered(0, 5));
-    assert_eq!(fixture.stored_version().await, version);
-    assert_eq!(fixture.step.version, version);
-    // The repository and the writer go on working after the rollback.
+    // The repository and the writer go on working after the rollbacks.
     fixture.commit_chunk(writer.as_mut(), &numbered(5, 2)).await;
     assert_eq!(names(&fixture.rows().await), numbered(0, 7));
     assert_eq!(fixture.stored_version().await, version + 1);
@@ -355,6 +360,48 @@ mod postgres_only {
         assert_eq!(fixture.stored_version().await, version);
         fixture.commit_chunk(writer.as_mut(), &numbered(0, 3)).await;
         assert_eq!(names(&fixture.rows().await), numbered(0, 3));
+    }
+
+    /// The server process serving a chunk transaction.
+    async fn backend_pid(transaction: &mut dyn ChunkTransaction) -> i32 {
+        let connection = transaction
+            .connection()
+            .downcast_mut::<PgConnection>()
+            .expect("a PostgreSQL connection");
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(connection)
+            .await
+            .expect("pg_backend_pid")
+    }
+
+    /// Chunks run one after another on one connection, kept outside the pool after a commit or
+    /// a rollback; a dropped chunk transaction closes it and the next chunk opens another.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunk_transactions_keep_their_connection() {
+        let mut fixture = Fixture::new(TestDb::postgres().await).await;
+        let mut writer = fixture.writer();
+        writer.open().await.expect("open");
+        let mut pids = Vec::new();
+        for end in ["commit", "rollback", "drop", "commit"] {
+            let mut transaction = fixture.jobs.begin_chunk().await.expect("begin");
+            pids.push(backend_pid(transaction.as_mut()).await);
+            writer
+                .write(&numbered(0, 10), transaction.as_mut())
+                .await
+                .expect("write");
+            match end {
+                "commit" => {
+                    fixture.step.counters.write += 10;
+                    transaction.commit(&mut fixture.step).await.expect("commit");
+                }
+                "rollback" => transaction.rollback().await.expect("rollback"),
+                _ => drop(transaction),
+            }
+        }
+        assert_eq!(pids[0], pids[1], "kept after a commit");
+        assert_eq!(pids[1], pids[2], "kept after a rollback");
+        assert_ne!(pids[2], pids[3], "closed when dropped");
+        assert_eq!(fixture.rows().await.len(), 20);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

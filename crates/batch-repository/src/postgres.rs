@@ -1,5 +1,6 @@
 //! The PostgreSQL backend.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use crate::sql::{Arg, Backend, Row, Tx, Value, impl_sqlx_tx, retry_connect};
 /// A PostgreSQL metadata database.
 pub(crate) struct Postgres {
     pool: PgPool,
+    chunk_connection: Arc<ChunkConnection>,
 }
 
 impl Postgres {
@@ -30,7 +32,10 @@ impl Postgres {
             // pinging before every transaction would cost a round trip per chunk.
             .test_before_acquire(false)
             .connect_lazy_with(options);
-        Ok(Postgres { pool })
+        Ok(Postgres {
+            pool,
+            chunk_connection: Arc::default(),
+        })
     }
 
     /// The connection pool.
@@ -57,12 +62,40 @@ impl Backend for Postgres {
     /// together with their progress, which a restart then redoes. The step's and the job's
     /// final updates commit synchronously, which makes every chunk before them durable before
     /// COMPLETED is recorded.
+    ///
+    /// Chunks run one after another on a connection kept outside the pool
+    /// ([`ChunkConnection`]).
     async fn begin_chunk(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
-        Ok(Box::new(PgTx(
-            self.pool
-                .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-                .await?,
-        )))
+        let mut connection = match self.chunk_connection.take() {
+            Some(connection) => connection,
+            None => self.pool.acquire().await?.detach(),
+        };
+        run(&mut connection, "BEGIN; SET LOCAL synchronous_commit = off").await?;
+        Ok(Box::new(PgChunkTx {
+            connection,
+            home: Arc::clone(&self.chunk_connection),
+        }))
+    }
+}
+
+/// The connection chunk transactions run on, kept between chunks. A pooled connection costs a
+/// round trip to the server each time it returns to the pool (sqlx pings it), which for a
+/// chunk step is one more wait per chunk while the server has nothing to do.
+#[derive(Default)]
+struct ChunkConnection(Mutex<Option<PgConnection>>);
+
+impl ChunkConnection {
+    fn take(&self) -> Option<PgConnection> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Keeps `connection` for the next chunk; a second one (from chunks run concurrently) is
+    /// closed.
+    fn put(&self, connection: PgConnection) {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.is_none() {
+            *kept = Some(connection);
+        }
     }
 }
 
@@ -121,12 +154,55 @@ fn decode(row: &PgRow) -> Result<Row, sqlx::Error> {
     Ok(Row(values))
 }
 
-impl_sqlx_tx!(
-    PgTx,
-    async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error> {
-        let sql = format!("SELECT nextval('{sequence}')");
-        sqlx::query_scalar::<_, i64>(&sql)
-            .fetch_one(&mut *self.0)
-            .await
+impl PgTx {
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.0
     }
-);
+}
+
+impl_sqlx_tx!(PgTx);
+
+/// A chunk's transaction, on the [`ChunkConnection`], to which the connection returns when the
+/// transaction ends. Dropped instead, it closes the connection, which rolls the transaction
+/// back.
+struct PgChunkTx {
+    connection: PgConnection,
+    home: Arc<ChunkConnection>,
+}
+
+impl PgChunkTx {
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.connection
+    }
+
+    /// Runs `COMMIT` or `ROLLBACK`, then keeps the connection for the next chunk.
+    async fn end(mut self: Box<Self>, statement: &str) -> Result<(), sqlx::Error> {
+        run(&mut self.connection, statement).await?;
+        self.home.put(self.connection);
+        Ok(())
+    }
+}
+
+impl_sqlx_tx! {
+    PgChunkTx,
+    async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+}
+
+/// Runs `statement`, one or more statements without parameters (sent with the simple query
+/// protocol).
+async fn run(connection: &mut PgConnection, statement: &str) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(connection, statement).await?;
+    Ok(())
+}
+
+async fn next_id(connection: &mut PgConnection, sequence: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar::<_, i64>(&format!("SELECT nextval('{sequence}')"))
+        .fetch_one(connection)
+        .await
+}

@@ -158,7 +158,10 @@ pub(crate) trait Tx: Send {
     async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error>;
     /// Commits.
     async fn commit(self: Box<Self>) -> Result<(), sqlx::Error>;
-    /// The underlying `sqlx::Transaction`, for item writers sharing the transaction.
+    /// Rolls back. Dropping the transaction rolls it back as well, later.
+    async fn rollback(self: Box<Self>) -> Result<(), sqlx::Error>;
+    /// The connection the transaction runs on (`sqlx::PgConnection` or
+    /// `sqlx::SqliteConnection`), for item writers sharing the transaction.
     fn connection(&mut self) -> &mut (dyn std::any::Any + Send);
 }
 
@@ -178,36 +181,50 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
 }
 
-/// Implements [`Tx`] for a newtype over a `sqlx::Transaction`, given a `bind` and a `decode`
-/// function in scope: the methods every database shares, plus `$next_id`, which differs.
+/// Implements [`Tx`] for a transaction type with a `conn(&mut self)` method that gives its
+/// connection, given `bind`, `decode` and `next_id` functions in scope. For a newtype over a
+/// `sqlx::Transaction`, `impl_sqlx_tx!(Type)`; otherwise `impl_sqlx_tx! { Type, commit and
+/// rollback methods }` (in braces, which rustfmt leaves alone).
 macro_rules! impl_sqlx_tx {
-    ($tx:ty, $($next_id:tt)*) => {
+    ($tx:ty) => {
+        impl_sqlx_tx! {
+            $tx,
+            async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
+                self.0.commit().await
+            }
+
+            async fn rollback(self: Box<Self>) -> Result<(), sqlx::Error> {
+                self.0.rollback().await
+            }
+        }
+    };
+    ($tx:ty, $($commit_and_rollback:tt)*) => {
         #[async_trait::async_trait]
         impl Tx for $tx {
-        async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
-            let query = bind(sqlx::query(sql), args);
-            Ok(query.execute(&mut *self.0).await?.rows_affected())
-        }
+            async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+                let query = bind(sqlx::query(sql), args);
+                Ok(query.execute(self.conn()).await?.rows_affected())
+            }
 
-        async fn query(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, sqlx::Error> {
-            let query = bind(sqlx::query(sql), args);
-            query
-                .fetch_all(&mut *self.0)
-                .await?
-                .iter()
-                .map(decode)
-                .collect()
-        }
+            async fn query(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, sqlx::Error> {
+                let query = bind(sqlx::query(sql), args);
+                query
+                    .fetch_all(self.conn())
+                    .await?
+                    .iter()
+                    .map(decode)
+                    .collect()
+            }
 
-        async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
-            self.0.commit().await
-        }
+            async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error> {
+                next_id(self.conn(), sequence).await
+            }
 
-        fn connection(&mut self) -> &mut (dyn std::any::Any + Send) {
-            &mut self.0
-        }
+            fn connection(&mut self) -> &mut (dyn std::any::Any + Send) {
+                self.conn()
+            }
 
-        $($next_id)*
+            $($commit_and_rollback)*
         }
     };
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Column, Row as _, TypeInfo, ValueRef};
 
@@ -103,21 +103,26 @@ fn decode(row: &SqliteRow) -> Result<Row, sqlx::Error> {
     Ok(Row(values))
 }
 
-impl_sqlx_tx!(
-    SqliteTx,
-    /// Spring Batch's `SqliteMaxValueIncrementer`: insert a row into the sequence table, take
-    /// the largest rowid, delete the rows below it.
-    async fn next_id(&mut self, sequence: &str) -> Result<i64, sqlx::Error> {
-        sqlx::query(&format!("INSERT INTO {sequence} VALUES (NULL)"))
-            .execute(&mut *self.0)
-            .await?;
-        let id: i64 = sqlx::query_scalar(&format!("SELECT MAX(ROWID) FROM {sequence}"))
-            .fetch_one(&mut *self.0)
-            .await?;
-        sqlx::query(&format!("DELETE FROM {sequence} WHERE ID < $1"))
-            .bind(id)
-            .execute(&mut *self.0)
-            .await?;
-        Ok(id)
+impl SqliteTx {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.0
     }
-);
+}
+
+impl_sqlx_tx!(SqliteTx);
+
+/// Spring Batch's `SqliteMaxValueIncrementer`: insert a row into the sequence table, take the
+/// largest rowid, delete the rows below it.
+async fn next_id(connection: &mut SqliteConnection, sequence: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(&format!("INSERT INTO {sequence} VALUES (NULL)"))
+        .execute(&mut *connection)
+        .await?;
+    let id: i64 = sqlx::query_scalar(&format!("SELECT MAX(ROWID) FROM {sequence}"))
+        .fetch_one(&mut *connection)
+        .await?;
+    sqlx::query(&format!("DELETE FROM {sequence} WHERE ID < $1"))
+        .bind(id)
+        .execute(&mut *connection)
+        .await?;
+    Ok(id)
+}

@@ -703,6 +703,10 @@ impl ChunkTransaction for SqlChunk {
         step.version += 1;
         Ok(())
     }
+
+    async fn rollback(self: Box<Self>) -> Result<(), RepositoryError> {
+        self.tx.rollback().await.map_err(db)
+    }
 }
 
 /// Writes a step execution's row and context (VERSION + 1) inside `tx`.

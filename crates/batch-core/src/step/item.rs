@@ -106,14 +106,17 @@ pub trait ItemWriter<O>: Send {
 /// A transaction of the job repository's database in which one chunk is written and committed.
 #[async_trait]
 pub trait ChunkTransaction: Send {
-    /// The database transaction itself, for writers that write into it: with the SQL
-    /// repositories a `sqlx::Transaction<'static, sqlx::Postgres>` or
-    /// `sqlx::Transaction<'static, sqlx::Sqlite>`.
+    /// The connection the transaction runs on, for writers that write into it: with the SQL
+    /// repositories a `sqlx::PgConnection` or a `sqlx::SqliteConnection`.
     fn connection(&mut self) -> &mut (dyn Any + Send);
 
     /// Saves the step execution (counters, context; VERSION + 1) in this transaction, then
-    /// commits everything. Dropping the transaction instead rolls it back.
+    /// commits everything.
     async fn commit(self: Box<Self>, step: &mut StepExecution) -> Result<(), RepositoryError>;
+
+    /// Rolls everything back. Dropping the transaction rolls it back too, but may close its
+    /// connection to do so.
+    async fn rollback(self: Box<Self>) -> Result<(), RepositoryError>;
 }
 
 /// Where rejected items go.
@@ -272,7 +275,9 @@ async fn write_and_commit<O: Send + Sync>(
 ) -> Result<(), StepError> {
     let mut transaction = ctx.repository().begin_chunk().await?;
     if let Err(error) = writer.write(&chunk.items, transaction.as_mut()).await {
-        drop(transaction);
+        if let Err(rollback_error) = transaction.rollback().await {
+            tracing::debug!(%rollback_error, "rolling back the failed chunk failed");
+        }
         ctx.step_execution_mut().counters.rollback += 1;
         return Err(StepError::Failed(error));
     }
