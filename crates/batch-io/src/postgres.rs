@@ -23,8 +23,10 @@ const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The file trailer: a 16-bit tuple field count of -1.
 const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
 
-/// How many encoded bytes are collected before they are sent as one `CopyData` message.
-const SEND_SIZE: usize = 1 << 20;
+/// How many encoded bytes are collected before they are sent as one `CopyData` message: small
+/// enough that the server starts on a chunk's first rows while the rest are being encoded,
+/// large enough that a message costs little next to its rows (about 2,500 people).
+const SEND_SIZE: usize = 64 << 10;
 
 /// Writes each chunk into a PostgreSQL table with one binary `COPY FROM STDIN`, in the chunk's
 /// transaction.

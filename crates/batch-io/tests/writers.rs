@@ -155,7 +155,7 @@ async fn chunks_commit_in_order_with_the_step(db: TestDb) {
     let mut writer = fixture.writer();
     writer.open().await.expect("open");
     let version = fixture.step.version;
-    // Sizes cover SQLite's full statements and remainders, and PostgreSQL's 1 MiB sends.
+    // Sizes cover SQLite's full statements and remainders, and PostgreSQL's 64 KiB sends.
     let chunks = [numbered(0, 1200), numbered(1200, 1), numbered(1201, 70_000)];
     for chunk in &chunks {
         fixture.commit_chunk(writer.as_mut(), chunk).await;
