@@ -36,7 +36,17 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    // The command runs as a task on the runtime's worker threads, not on this one: the worker
+    // that receives the database's answer then goes on with the command itself, without waking
+    // another thread for each round trip.
+    let outcome = match runtime.block_on(runtime.spawn(commands::run(cli))) {
+        Ok(outcome) => outcome,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(error) => Err(error.into()),
+        },
+    };
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             match error.downcast_ref::<clap::Error>() {

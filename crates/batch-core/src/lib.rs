@@ -18,6 +18,7 @@ pub mod launch;
 pub mod repository;
 pub mod status;
 pub mod step;
+pub mod thread;
 pub mod time;
 
 pub use context::ExecutionContext;

@@ -1,9 +1,10 @@
 //! [`CsvItemReader`]: a streaming, restartable CSV item reader (Spring Batch's
 //! `FlatFileItemReader`).
 //!
-//! A dedicated thread parses the file with the `csv` crate, maps each record to an item and sends
-//! the items in batches over a bounded channel, so parsing overlaps the writing of the previous
-//! chunk and memory stays independent of the file's size. The reader saves the byte offset and
+//! A dedicated background thread (at a lower CPU priority, see
+//! [`batch_core::thread::spawn_background`]) parses the file with the `csv` crate, maps each
+//! record to an item and sends the items in batches over a bounded channel, so parsing overlaps
+//! the writing of the previous chunk and memory stays independent of the file's size. The reader saves the byte offset and
 //! line after the last item it returned in the step's execution context; a restart seeks straight
 //! there instead of reading the file again from its start.
 
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use batch_core::context::ExecutionContext;
 use batch_core::step::BoxError;
 use batch_core::step::item::{BadItem, ItemReader, Read, ReadError};
+use batch_core::thread::spawn_background;
 use tokio::sync::mpsc;
 
 use ::csv::ByteRecord;
@@ -434,10 +436,7 @@ impl<T: Send + 'static> ItemReader<T> for CsvItemReader<T> {
             batch_size,
             skip,
         };
-        std::thread::Builder::new()
-            .name(thread_name(&self.name))
-            .spawn(move || parser.run())
-            .map_err(CsvError::Spawn)?;
+        spawn_background(thread_name(&self.name), move || parser.run()).map_err(CsvError::Spawn)?;
         tracing::debug!(
             path = %self.path.display(),
             byte = start.byte,

@@ -16,6 +16,7 @@ use super::{BoxError, Step, StepContext, StepCounters, StepError, StepExecution}
 use crate::context::ExecutionContext;
 use crate::error::RepositoryError;
 use crate::status::ExitStatus;
+use crate::thread::spawn_background;
 
 /// An item that could not be read or processed, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,10 +204,12 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
         "csv2db.ChunkStep"
     }
 
-    /// Reads chunk k+1 on its own task while chunk k is written and committed, so parsing and
-    /// processing run in parallel with the database's work. With each chunk the reading task
-    /// hands over the reader position (and rejects extent) after it, which the chunk's commit
-    /// records, so each commit records exactly its own chunk.
+    /// Reads chunk k+1 on a background thread ([`crate::thread::spawn_background`]) while chunk
+    /// k is written and committed, so parsing and processing run in parallel with the
+    /// database's work without delaying the round trips of the chunk in flight. With each chunk
+    /// the reading thread hands over the reader position (and rejects extent) after it, which
+    /// the chunk's commit records, so each commit records exactly its own chunk. The thread
+    /// ends at the end of the input, or at its next chunk once the step has stopped waiting.
     async fn execute(&self, ctx: &mut StepContext<'_>) -> Result<ExitStatus, StepError> {
         let parts = self.factory.create(ctx).await?;
         let counters = ctx.step_execution().counters;
@@ -222,7 +225,13 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
         source.reader.open(&ctx.step_execution().context).await?;
         writer.open().await?;
         let (chunks, mut next_chunk) = tokio::sync::mpsc::channel(1);
-        let reading = AbortOnDrop(tokio::spawn(source.produce(chunks)));
+        let runtime = tokio::runtime::Handle::current();
+        spawn_background(format!("read-{}", self.name), move || {
+            runtime.block_on(source.produce(chunks))
+        })
+        .map_err(|error| {
+            StepError::Failed(format!("cannot start the chunk reading thread: {error}").into())
+        })?;
         loop {
             let Some(read) = next_chunk.recv().await else {
                 return Err(StepError::Failed(
@@ -244,7 +253,6 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
                 listener.after_chunk(ctx.step_execution(), progress);
             }
             if end_of_input {
-                drop(reading);
                 return Ok(ExitStatus::completed());
             }
         }
@@ -253,15 +261,6 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
 
 /// A chunk read ahead: its items, the reader position after it, and the reader's progress.
 type ReadAhead<O> = Result<(Chunk<O>, ExecutionContext, Option<f64>), StepError>;
-
-/// Aborts the task when dropped, so a step that ends early stops reading ahead.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Writes one chunk in a chunk transaction and commits it with the step's progress: its
 /// counters and `context`, which holds the reader's position after the chunk. When the write or
