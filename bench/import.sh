@@ -2,7 +2,7 @@
 # Benchmark of importUserJob's import (step2) against the databases' own bulk loaders, measured in
 # the same run on the same file:
 #   (a) psql \copy of the already upper-cased file into an empty people table (the reference)
-#   (b) csv2db importUserJob on PostgreSQL (binary COPY inside each chunk's transaction)
+#   (b) csv2db importUserJob on PostgreSQL (COPY inside each chunk's transaction)
 #   (c) csv2db importUserJob on the embedded SQLite default, next to the sqlite3 shell's .import
 #   (d) csv2db with writer=insert chunkSize=10: one INSERT per row, a commit every 10 rows, as the
 #       seed's JdbcBatchItemWriter with chunk(10) does (on at most 100,000 rows: it is slow)

@@ -80,16 +80,6 @@ pub enum WriteError {
         /// The number of fields of the row.
         found: usize,
     },
-    /// A field too large for the database protocol.
-    #[error("a field for column {column} of table {table} is {len} bytes long, too long to send")]
-    FieldTooLong {
-        /// The table.
-        table: String,
-        /// The column.
-        column: String,
-        /// The field's length in bytes.
-        len: usize,
-    },
     /// The chunk's transaction belongs to another kind of database than the writer's target.
     #[error(
         "the job repository is not {expected}, so rows written to the {expected} table {table} \
