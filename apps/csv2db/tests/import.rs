@@ -232,6 +232,10 @@ async fn bad_lines_within_the_skip_limit_are_skipped_into_a_rejects_file(site: T
         rejects.contains("21 characters") && rejects.contains("expected 2 fields, found 3"),
         "{rejects}"
     );
+    assert!(
+        rejects.contains(&format!(",\"Bob,{long}\"\n")),
+        "the rejected name's line, as in the file: {rejects}"
+    );
 
     let output = site.run(&[
         "importUserJob",

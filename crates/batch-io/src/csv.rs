@@ -10,6 +10,7 @@
 
 use std::fs::File;
 use std::io::{self, Read as _, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,6 +165,8 @@ pub struct CsvItemReader<T> {
     max_record_bytes: u64,
     length: Option<u64>,
     position: Position,
+    /// The bytes of the file the last record returned as an item spans.
+    last_record: Option<Range<u64>>,
     running: Option<Running<T>>,
 }
 
@@ -233,6 +236,7 @@ impl<T: Send + 'static> CsvItemReader<T> {
                 line: 1,
                 count: 0,
             },
+            last_record: None,
             running: None,
         }
     }
@@ -338,16 +342,20 @@ impl<T: Send + 'static> CsvItemReader<T> {
 
     /// Returns a parsed record's item (or why it is bad), moving the position after it.
     fn returned(&mut self, entry: Entry<T>) -> Result<Option<Read<T>>, ReadError> {
+        let start = self.position.byte;
         self.position = Position {
             byte: entry.end_byte,
             line: entry.end_line,
             count: self.position.count + 1,
         };
         match entry.outcome {
-            Ok(item) => Ok(Some(Read {
-                item,
-                line: entry.line,
-            })),
+            Ok(item) => {
+                self.last_record = Some(start..entry.end_byte);
+                Ok(Some(Read {
+                    item,
+                    line: entry.line,
+                }))
+            }
             Err(bad) => Err(ReadError::Bad(bad)),
         }
     }
@@ -503,6 +511,30 @@ impl<T: Send + 'static> ItemReader<T> for CsvItemReader<T> {
         context.put(self.key("position.byte"), self.position.byte);
         context.put(self.key("position.line"), self.position.line);
         context.put(self.key("read.count"), self.position.count);
+    }
+
+    /// Reads the record back from the file: rejected items are rare, so the reader keeps only
+    /// where the last one lies.
+    fn last_raw(&self) -> Option<String> {
+        let range = self.last_record.clone()?;
+        let length = usize::try_from(range.end - range.start)
+            .ok()?
+            .min(RAW_LIMIT + 2);
+        let mut bytes = vec![0; length];
+        let read = File::open(&self.path).and_then(|mut file| {
+            file.seek(SeekFrom::Start(range.start))?;
+            file.read_exact(&mut bytes)
+        });
+        if let Err(error) = read {
+            tracing::debug!(path = %self.path.display(), %error, "cannot read a rejected record back");
+            return None;
+        }
+        // The span may hold the blank lines before the record and holds its terminator.
+        let is_terminator = |byte: &u8| matches!(byte, b'\r' | b'\n');
+        let start = bytes.iter().position(|byte| !is_terminator(byte))?;
+        let end = bytes.iter().rposition(|byte| !is_terminator(byte))? + 1;
+        let record = String::from_utf8_lossy(&bytes[start..end]).into_owned();
+        Some(truncate(record, RAW_LIMIT))
     }
 
     fn progress(&self) -> Option<f64> {

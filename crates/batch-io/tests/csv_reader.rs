@@ -100,6 +100,41 @@ async fn reads_every_record_with_its_line() {
     end(&mut reader).await;
 }
 
+/// A processor that rejects an item gets its record back as the file holds it: quotes, spaces
+/// and CRLF line ends included, blank lines before it left out, also after a restart.
+#[tokio::test]
+async fn the_last_item_s_record_reads_back_as_written() {
+    let dir = TempDir::new().unwrap();
+    let path = write(
+        &dir,
+        "people.csv",
+        b"a1,b1\r\n\"a,2\", b2 \r\n\n\na3,\"b\"\"3\"\na4,b4",
+    );
+    let mut reader = opened(&path).await;
+    assert_eq!(reader.last_raw(), None, "nothing read yet");
+    let mut records = Vec::new();
+    let mut context = ExecutionContext::new();
+    for _ in 0..3 {
+        next(&mut reader).await;
+        records.push(reader.last_raw().expect("a record"));
+        if records.len() == 2 {
+            reader.update(&mut context);
+        }
+    }
+    assert_eq!(records, ["a1,b1", "\"a,2\", b2 ", "a3,\"b\"\"3\""]);
+
+    let mut reader = self::reader(&path);
+    reader.open(&context).await.unwrap();
+    assert_eq!(next(&mut reader).await.item, p("a3", "b\"3"));
+    assert_eq!(reader.last_raw().as_deref(), Some("a3,\"b\"\"3\""));
+    assert_eq!(next(&mut reader).await.item, p("a4", "b4"));
+    assert_eq!(
+        reader.last_raw().as_deref(),
+        Some("a4,b4"),
+        "no line end after it"
+    );
+}
+
 #[tokio::test]
 async fn resumes_at_the_saved_offset_without_reading_the_start_again() {
     let dir = TempDir::new().unwrap();

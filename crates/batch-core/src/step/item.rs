@@ -78,6 +78,13 @@ pub trait ItemReader<T>: Send {
     /// Saves the position after the last item returned by [`ItemReader::read`] into `context`.
     fn update(&self, context: &mut ExecutionContext);
 
+    /// The input of the item last returned (for a file, the record as it stands there), for
+    /// the rejects file when the processor rejects that item; `None` where the reader cannot
+    /// tell.
+    fn last_raw(&self) -> Option<String> {
+        None
+    }
+
     /// How far through the input the reader is, from 0 to 1, when known.
     fn progress(&self) -> Option<f64> {
         None
@@ -340,7 +347,7 @@ impl<I: Send + 'static, O: Send + 'static> Source<I, O> {
                     self.skip(BadItem {
                         line: Some(read.line),
                         reason,
-                        raw: String::new(),
+                        raw: self.reader.last_raw().unwrap_or_default(),
                     })?;
                     chunk.counters.process_skip += 1;
                 }
