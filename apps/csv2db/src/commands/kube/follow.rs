@@ -1,12 +1,14 @@
 //! `kube launch --follow`: waits for the launcher pod to start (or to fail to), streams its log,
 //! and returns its container's exit code.
 
+use std::cmp::Ordering;
 use std::time::Duration;
 
 use ::kube::api::{Api, ListParams, LogParams};
 use anyhow::Context as _;
 use batch_kube::kube::{JobState, job_state};
 use futures_util::{AsyncBufReadExt as _, TryStreamExt as _};
+use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerState, Pod};
 
@@ -38,12 +40,24 @@ pub async fn follow(
     let name = job.metadata.name.as_deref().unwrap_or_default();
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
     let pod_name = wait_for_start(jobs, pods, name, uid, start_timeout).await?;
-    stream_log(pods, &pod_name).await;
+    log_until_exit(pods, name, &pod_name, &mut |line| println!("{line}")).await
+}
 
-    // The log ends when the container does; its exit code may take a moment to be recorded.
+/// Prints the launcher pod's log with `print` until its container ends, reopening the stream
+/// when the API server drops it first; returns the container's exit code.
+async fn log_until_exit(
+    pods: &Api<Pod>,
+    name: &str,
+    pod_name: &str,
+    print: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<u8> {
+    let mut log = LogCursor::default();
     loop {
+        log.stream(pods, pod_name, print).await;
+        // The log ends when the container does; its exit code may take a moment to be
+        // recorded. A log that ends while the container runs was dropped: it is reopened.
         let pod = pods
-            .get(&pod_name)
+            .get(pod_name)
             .await
             .with_context(|| format!("cannot read pod {pod_name}"))?;
         if let Some(terminated) = container_state(&pod).and_then(|s| s.terminated.as_ref()) {
@@ -126,28 +140,94 @@ async fn wait_for_start(
     }
 }
 
-/// Prints the launcher's log lines as they come, until the container ends.
-async fn stream_log(pods: &Api<Pod>, pod_name: &str) {
-    let params = LogParams {
-        follow: true,
-        container: Some(CONTAINER.to_owned()),
-        ..LogParams::default()
-    };
-    match pods.log_stream(pod_name, &params).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
-            loop {
-                match lines.try_next().await {
-                    Ok(Some(line)) => println!("{line}"),
-                    Ok(None) => break,
-                    Err(error) => {
-                        tracing::warn!("the log stream of pod {pod_name} ended: {error}");
-                        break;
+/// What of the launcher's log has been printed, so that a stream reopened after the API server
+/// dropped it prints every line once. The API's `sinceTime` counts whole seconds, so the new
+/// stream starts at the second of the last line printed, and the lines up to that one are
+/// recognised by their timestamps (`timestamps=true`) and skipped.
+#[derive(Debug, Default)]
+struct LogCursor {
+    /// The timestamp of the last line printed.
+    last: Option<Timestamp>,
+    /// How many of the lines printed carry that timestamp.
+    at_last: usize,
+    /// Whether a failure to read the log has been reported (later ones are only logged at
+    /// debug level, as the stream is reopened every few seconds).
+    warned: bool,
+}
+
+impl LogCursor {
+    /// Streams the log from where the cursor stands, printing each new line with `print`,
+    /// until the stream ends.
+    async fn stream(
+        &mut self,
+        pods: &Api<Pod>,
+        pod_name: &str,
+        print: &mut (dyn FnMut(&str) + Send),
+    ) {
+        let params = LogParams {
+            follow: true,
+            timestamps: true,
+            container: Some(CONTAINER.to_owned()),
+            since_time: self
+                .last
+                .map(|last| Timestamp::from_second(last.as_second()).unwrap_or(last)),
+            ..LogParams::default()
+        };
+        let mut lines = match pods.log_stream(pod_name, &params).await {
+            Ok(stream) => stream.lines(),
+            Err(error) => {
+                return self.report(format!("cannot read the log of pod {pod_name}: {error}"));
+            }
+        };
+        let mut seen_at_last = 0;
+        loop {
+            match lines.try_next().await {
+                Ok(Some(line)) => {
+                    if let Some(text) = self.unseen(&line, &mut seen_at_last) {
+                        print(text);
                     }
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    return self.report(format!("the log stream of pod {pod_name} ended: {error}"));
                 }
             }
         }
-        Err(error) => tracing::warn!("cannot read the log of pod {pod_name}: {error}"),
+    }
+
+    /// The text of `line` (`<timestamp> <text>`) when it has not been printed yet;
+    /// `seen_at_last` counts this stream's lines that carry the cursor's last timestamp.
+    fn unseen<'l>(&mut self, line: &'l str, seen_at_last: &mut usize) -> Option<&'l str> {
+        let (stamp, text) = line.split_once(' ').unwrap_or((line, ""));
+        let Ok(stamp) = stamp.parse::<Timestamp>() else {
+            return Some(line);
+        };
+        match self.last.map(|last| stamp.cmp(&last)) {
+            Some(Ordering::Less) => None,
+            Some(Ordering::Equal) => {
+                *seen_at_last += 1;
+                if *seen_at_last <= self.at_last {
+                    return None;
+                }
+                self.at_last += 1;
+                Some(text)
+            }
+            _ => {
+                self.last = Some(stamp);
+                self.at_last = 1;
+                *seen_at_last = 1;
+                Some(text)
+            }
+        }
+    }
+
+    fn report(&mut self, problem: String) {
+        if self.warned {
+            tracing::debug!("{problem}");
+        } else {
+            tracing::warn!("{problem}");
+            self.warned = true;
+        }
     }
 }
 
@@ -230,6 +310,11 @@ async fn launcher_pod(pods: &Api<Pod>, job: &str, job_uid: &str) -> anyhow::Resu
 
 #[cfg(test)]
 mod tests {
+    use ::kube::Client;
+    use ::kube::client::Body;
+    use tokio::task::JoinHandle;
+    use tower_test::mock;
+
     use super::*;
 
     fn pod(status: serde_json::Value) -> Pod {
@@ -275,6 +360,97 @@ mod tests {
         assert_eq!(
             pending_reason(&waiting),
             "Pending; container waiting: CreateContainerConfigError configmap \"batch-config\" not found"
+        );
+    }
+
+    const POD: &str = "import-user-job-1-abcde";
+
+    /// Answers the client's requests in order with `replies`; the task returns the requests'
+    /// paths and queries.
+    fn scripted(replies: Vec<http::Response<Body>>) -> (Api<Pod>, JoinHandle<Vec<String>>) {
+        let (service, mut handle) = mock::pair::<http::Request<Body>, http::Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut requests = Vec::new();
+            for reply in replies {
+                let (request, send) = handle.next_request().await.expect("a request");
+                requests.push(request.uri().to_string());
+                send.send_response(reply);
+            }
+            requests
+        });
+        (
+            Api::namespaced(Client::new(service, "batch"), "batch"),
+            server,
+        )
+    }
+
+    fn reply(content_type: &str, body: Vec<u8>) -> http::Response<Body> {
+        http::Response::builder()
+            .status(200)
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .expect("a response")
+    }
+
+    fn log(lines: &[&str]) -> http::Response<Body> {
+        reply("text/plain", lines.concat().into_bytes())
+    }
+
+    fn launcher(state: serde_json::Value) -> http::Response<Body> {
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": POD, "namespace": "batch"},
+            "status": {"phase": "Running", "containerStatuses": [{
+                "name": CONTAINER, "image": "csv2db:0.1.0", "imageID": "", "ready": true,
+                "restartCount": 0, "state": state
+            }]}
+        });
+        reply("application/json", serde_json::to_vec(&pod).expect("JSON"))
+    }
+
+    /// The API server ends a log stream while the container still runs (as idle timeouts of
+    /// proxies and the kubelet do): the stream is reopened at the second of the last line,
+    /// and every line is printed once.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_log_stream_is_reopened_where_it_stopped() {
+        let (pods, server) = scripted(vec![
+            log(&[
+                "2026-11-27T10:00:00.1Z one\n",
+                "2026-11-27T10:00:01.5Z two\n",
+                "2026-11-27T10:00:01.5Z two again\n",
+            ]),
+            launcher(serde_json::json!({"running": {}})),
+            log(&[
+                "2026-11-27T10:00:01.2Z before two\n",
+                "2026-11-27T10:00:01.5Z two\n",
+                "2026-11-27T10:00:01.5Z two again\n",
+                "2026-11-27T10:00:01.5Z three\n",
+                "2026-11-27T10:00:02Z four\n",
+            ]),
+            launcher(serde_json::json!({"terminated": {"exitCode": 3}})),
+        ]);
+        let mut printed = Vec::new();
+        let code = log_until_exit(&pods, "import-user-job-1", POD, &mut |line| {
+            printed.push(line.to_owned());
+        })
+        .await
+        .expect("an exit code");
+        assert_eq!(code, 3);
+        assert_eq!(printed, ["one", "two", "two again", "three", "four"]);
+        let requests = server.await.expect("the mock server");
+        let first_log = &requests[0];
+        assert!(
+            first_log.starts_with(&format!("/api/v1/namespaces/batch/pods/{POD}/log?"))
+                && first_log.contains("follow=true")
+                && first_log.contains("timestamps=true")
+                && first_log.contains(&format!("container={CONTAINER}"))
+                && !first_log.contains("sinceTime"),
+            "{first_log}"
+        );
+        assert!(
+            requests[2].contains("sinceTime=2026-11-27T10%3A00%3A01Z"),
+            "{}",
+            requests[2]
         );
     }
 
