@@ -15,6 +15,8 @@ const BACKGROUND_NICENESS: i32 = 10;
 /// and the next one begins: the moments the database waits on csv2db. On a machine with few
 /// cores the burst otherwise delays those round trips by a scheduler slice (milliseconds) each.
 /// At a lower priority it still gets every cycle the other threads leave, which is most of them.
+/// Threads it starts in turn (tokio's blocking pool included) inherit the lower priority, so
+/// `work` should not start any.
 pub fn spawn_background<F, T>(name: String, work: F) -> io::Result<JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,

@@ -4,9 +4,9 @@
 //! A dedicated background thread (at a lower CPU priority, see
 //! [`batch_core::thread::spawn_background`]) parses the file with the `csv` crate, maps each
 //! record to an item and sends the items in batches over a bounded channel, so parsing overlaps
-//! the writing of the previous chunk and memory stays independent of the file's size. The reader saves the byte offset and
-//! line after the last item it returned in the step's execution context; a restart seeks straight
-//! there instead of reading the file again from its start.
+//! the writing of the previous chunk and memory stays independent of the file's size. The reader
+//! saves the byte offset and line after the last item it returned in the step's execution
+//! context; a restart seeks straight there instead of reading the file again from its start.
 
 use std::fs::File;
 use std::io::{self, Read as _, Seek, SeekFrom};
@@ -208,6 +208,8 @@ enum Message<T> {
 struct Entry<T> {
     outcome: Result<T, BadItem>,
     line: u64,
+    /// Where the parser started on the record (blank lines before it included).
+    start_byte: u64,
     end_byte: u64,
     end_line: u64,
 }
@@ -342,7 +344,6 @@ impl<T: Send + 'static> CsvItemReader<T> {
 
     /// Returns a parsed record's item (or why it is bad), moving the position after it.
     fn returned(&mut self, entry: Entry<T>) -> Result<Option<Read<T>>, ReadError> {
-        let start = self.position.byte;
         self.position = Position {
             byte: entry.end_byte,
             line: entry.end_line,
@@ -350,7 +351,7 @@ impl<T: Send + 'static> CsvItemReader<T> {
         };
         match entry.outcome {
             Ok(item) => {
-                self.last_record = Some(start..entry.end_byte);
+                self.last_record = Some(entry.start_byte..entry.end_byte);
                 Ok(Some(Read {
                     item,
                     line: entry.line,
@@ -526,10 +527,13 @@ impl<T: Send + 'static> ItemReader<T> for CsvItemReader<T> {
             file.read_exact(&mut bytes)
         });
         if let Err(error) = read {
-            tracing::debug!(path = %self.path.display(), %error, "cannot read a rejected record back");
+            let path = self.path.display();
+            tracing::debug!(%path, %error, "cannot read a rejected record back");
             return None;
         }
-        // The span may hold the blank lines before the record and holds its terminator.
+        // The span may hold a byte order mark and blank lines before the record, and holds
+        // its terminator.
+        let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
         let is_terminator = |byte: &u8| matches!(byte, b'\r' | b'\n');
         let start = bytes.iter().position(|byte| !is_terminator(byte))?;
         let end = bytes.iter().rposition(|byte| !is_terminator(byte))? + 1;
@@ -780,6 +784,7 @@ impl<T: Send + 'static> Parser<T> {
         let entry = Entry {
             outcome,
             line,
+            start_byte: span.start.byte,
             end_byte: span.end.byte,
             end_line: span.end.line,
         };

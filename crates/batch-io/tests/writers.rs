@@ -374,15 +374,15 @@ mod postgres_only {
             .expect("pg_backend_pid")
     }
 
-    /// Chunks run one after another on one connection, kept outside the pool after a commit or
-    /// a rollback; a dropped chunk transaction closes it and the next chunk opens another.
+    /// Chunks run one after another on one connection, kept outside the pool after a commit; a
+    /// rollback or a dropped chunk transaction closes it, and the next chunk opens another.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn chunk_transactions_keep_their_connection() {
         let mut fixture = Fixture::new(TestDb::postgres().await).await;
         let mut writer = fixture.writer();
         writer.open().await.expect("open");
         let mut pids = Vec::new();
-        for end in ["commit", "rollback", "drop", "commit"] {
+        for end in ["commit", "commit", "rollback", "drop", "commit"] {
             let mut transaction = fixture.jobs.begin_chunk().await.expect("begin");
             pids.push(backend_pid(transaction.as_mut()).await);
             writer
@@ -399,9 +399,10 @@ mod postgres_only {
             }
         }
         assert_eq!(pids[0], pids[1], "kept after a commit");
-        assert_eq!(pids[1], pids[2], "kept after a rollback");
-        assert_ne!(pids[2], pids[3], "closed when dropped");
-        assert_eq!(fixture.rows().await.len(), 20);
+        assert_eq!(pids[1], pids[2], "kept after a commit");
+        assert_ne!(pids[2], pids[3], "closed by a rollback");
+        assert_ne!(pids[3], pids[4], "closed when dropped");
+        assert_eq!(fixture.rows().await.len(), 30);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

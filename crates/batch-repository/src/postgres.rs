@@ -64,17 +64,20 @@ impl Backend for Postgres {
     /// COMPLETED is recorded.
     ///
     /// Chunks run one after another on a connection kept outside the pool
-    /// ([`ChunkConnection`]).
+    /// ([`ChunkConnection`]). When the kept connection no longer works (the server or a proxy
+    /// closed it while idle), the chunk begins on a new one.
     async fn begin_chunk(&self) -> Result<Box<dyn Tx>, sqlx::Error> {
-        let mut connection = match self.chunk_connection.take() {
-            Some(connection) => connection,
-            None => self.pool.acquire().await?.detach(),
-        };
-        run(&mut connection, "BEGIN; SET LOCAL synchronous_commit = off").await?;
-        Ok(Box::new(PgChunkTx {
-            connection,
-            home: Arc::clone(&self.chunk_connection),
-        }))
+        const BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+        let home = Arc::clone(&self.chunk_connection);
+        if let Some(mut connection) = self.chunk_connection.take() {
+            match run(&mut connection, BEGIN).await {
+                Ok(()) => return Ok(Box::new(PgChunkTx { connection, home })),
+                Err(error) => tracing::debug!(%error, "the kept chunk connection failed"),
+            }
+        }
+        let mut connection = self.pool.acquire().await?.detach();
+        run(&mut connection, BEGIN).await?;
+        Ok(Box::new(PgChunkTx { connection, home }))
     }
 }
 
@@ -90,7 +93,7 @@ impl ChunkConnection {
     }
 
     /// Keeps `connection` for the next chunk; a second one (from chunks run concurrently) is
-    /// closed.
+    /// dropped, which closes its socket.
     fn put(&self, connection: PgConnection) {
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if kept.is_none() {
@@ -163,8 +166,9 @@ impl PgTx {
 impl_sqlx_tx!(PgTx);
 
 /// A chunk's transaction, on the [`ChunkConnection`], to which the connection returns when the
-/// transaction ends. Dropped instead, it closes the connection, which rolls the transaction
-/// back.
+/// transaction commits. A rollback closes the connection instead: a failed chunk may have left
+/// it mid-protocol (an aborted COPY), and the server rolls back what it had. Dropped, the
+/// transaction drops its connection, with the same effect.
 struct PgChunkTx {
     connection: PgConnection,
     home: Arc<ChunkConnection>,
@@ -174,23 +178,18 @@ impl PgChunkTx {
     fn conn(&mut self) -> &mut PgConnection {
         &mut self.connection
     }
-
-    /// Runs `COMMIT` or `ROLLBACK`, then keeps the connection for the next chunk.
-    async fn end(mut self: Box<Self>, statement: &str) -> Result<(), sqlx::Error> {
-        run(&mut self.connection, statement).await?;
-        self.home.put(self.connection);
-        Ok(())
-    }
 }
 
 impl_sqlx_tx! {
     PgChunkTx,
-    async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
-        self.end("COMMIT").await
+    async fn commit(mut self: Box<Self>) -> Result<(), sqlx::Error> {
+        run(&mut self.connection, "COMMIT").await?;
+        self.home.put(self.connection);
+        Ok(())
     }
 
     async fn rollback(self: Box<Self>) -> Result<(), sqlx::Error> {
-        self.end("ROLLBACK").await
+        sqlx::Connection::close(self.connection).await
     }
 }
 

@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
@@ -227,41 +228,60 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
             skip_limit: parts.skip_limit,
             skipped: (counters.read_skip + counters.process_skip).max(0) as u64,
             chunk_size: parts.chunk_size.max(1),
+            stopped: Arc::new(AtomicBool::new(false)),
         };
         let mut writer = parts.writer;
         source.reader.open(&ctx.step_execution().context).await?;
         writer.open().await?;
-        let (chunks, mut next_chunk) = tokio::sync::mpsc::channel(1);
+        let stopped = Arc::clone(&source.stopped);
+        let (chunks, next_chunk) = tokio::sync::mpsc::channel(1);
+        let (ended, reading_ended) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Handle::current();
         spawn_background(format!("read-{}", self.name), move || {
-            runtime.block_on(source.produce(chunks))
+            let _ended = ended;
+            runtime.block_on(source.produce(chunks));
         })
         .map_err(|error| {
             StepError::Failed(format!("cannot start the chunk reading thread: {error}").into())
         })?;
-        loop {
-            let Some(read) = next_chunk.recv().await else {
-                return Err(StepError::Failed(
-                    "the chunk reader stopped unexpectedly".into(),
-                ));
-            };
-            let (chunk, position, progress) = read?;
-            if ctx.is_stop_requested() {
-                return Err(StepError::Interrupted);
-            }
-            if chunk.items.is_empty() && chunk.counters == StepCounters::default() {
-                return Ok(ExitStatus::completed());
-            }
-            let mut context = ctx.step_execution().context.clone();
-            context.merge(&position);
-            let end_of_input = chunk.end_of_input;
-            write_and_commit(ctx, writer.as_mut(), chunk, context).await?;
-            if let Some(listener) = &parts.listener {
-                listener.after_chunk(ctx.step_execution(), progress);
-            }
-            if end_of_input {
-                return Ok(ExitStatus::completed());
-            }
+        let outcome = write_chunks(ctx, writer.as_mut(), next_chunk, parts.listener).await;
+        // The reading thread stops at its next item without saving what it read; the step ends
+        // only once the thread has, so that nothing reaches the rejects file after it.
+        stopped.store(true, Ordering::Relaxed);
+        let _ = reading_ended.await;
+        outcome
+    }
+}
+
+/// Writes and commits the chunks the reading thread hands over, until the end of the input.
+async fn write_chunks<O: Send + Sync>(
+    ctx: &mut StepContext<'_>,
+    writer: &mut dyn ItemWriter<O>,
+    mut next_chunk: tokio::sync::mpsc::Receiver<ReadAhead<O>>,
+    listener: Option<Arc<dyn ChunkListener>>,
+) -> Result<ExitStatus, StepError> {
+    loop {
+        let Some(read) = next_chunk.recv().await else {
+            return Err(StepError::Failed(
+                "the chunk reader stopped unexpectedly".into(),
+            ));
+        };
+        let (chunk, position, progress) = read?;
+        if ctx.is_stop_requested() {
+            return Err(StepError::Interrupted);
+        }
+        if chunk.items.is_empty() && chunk.counters == StepCounters::default() {
+            return Ok(ExitStatus::completed());
+        }
+        let mut context = ctx.step_execution().context.clone();
+        context.merge(&position);
+        let end_of_input = chunk.end_of_input;
+        write_and_commit(ctx, writer, chunk, context).await?;
+        if let Some(listener) = &listener {
+            listener.after_chunk(ctx.step_execution(), progress);
+        }
+        if end_of_input {
+            return Ok(ExitStatus::completed());
         }
     }
 }
@@ -311,6 +331,8 @@ struct Source<I, O> {
     skip_limit: u64,
     skipped: u64,
     chunk_size: usize,
+    /// Set when the step stops waiting for chunks.
+    stopped: Arc<AtomicBool>,
 }
 
 impl<I: Send + 'static, O: Send + 'static> Source<I, O> {
@@ -322,6 +344,9 @@ impl<I: Send + 'static, O: Send + 'static> Source<I, O> {
             end_of_input: false,
         };
         for _ in 0..self.chunk_size {
+            if self.stopped.load(Ordering::Relaxed) {
+                break;
+            }
             let read = match self.reader.read_ready() {
                 Some(ready) => ready,
                 None => self.reader.read().await,
@@ -385,7 +410,11 @@ impl<I: Send + 'static, O: Send + 'static> Source<I, O> {
     /// position after it; stops when the receiving step goes away.
     async fn produce(mut self, chunks: tokio::sync::mpsc::Sender<ReadAhead<O>>) {
         loop {
-            let read = self.read_chunk().await.and_then(|chunk| {
+            let read = self.read_chunk().await;
+            if self.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            let read = read.and_then(|chunk| {
                 let mut position = ExecutionContext::new();
                 self.save_position(&mut position)?;
                 Ok((chunk, position, self.reader.progress()))
