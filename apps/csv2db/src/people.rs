@@ -1,5 +1,5 @@
 //! The people CSV hand-off between importUserJob's steps: `csv2db generate-people` writes it,
-//! step2 verifies it before importing.
+//! step2 checks it before committing any of its rows.
 //!
 //! The file appears whole: new content is written to `FILE.tmp`, flushed to disk and renamed
 //! over `FILE`, then a manifest `FILE.manifest` (row count, size, SHA-256) is written the same
@@ -151,11 +151,11 @@ fn write_manifest(file: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks `file` against its manifest before it is imported.
+/// Reads the manifest step1 wrote next to `file`.
 ///
 /// # Errors
-/// When the manifest is missing or unreadable, or the file's size, row count or checksum differ.
-pub fn verify(file: &Path) -> anyhow::Result<Manifest> {
+/// When the manifest is missing or unreadable.
+pub fn read_manifest(file: &Path) -> anyhow::Result<Manifest> {
     let path = manifest_path(file);
     let text = fs::read_to_string(&path).with_context(|| {
         format!(
@@ -163,10 +163,16 @@ pub fn verify(file: &Path) -> anyhow::Result<Manifest> {
             path.display()
         )
     })?;
-    let expected: Manifest = serde_json::from_str(&text)
-        .with_context(|| format!("invalid manifest {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("invalid manifest {}", path.display()))
+}
+
+/// Checks `file` against the manifest `expected` before its rows are committed.
+///
+/// # Errors
+/// When the file cannot be read, or its size, row count or checksum differ.
+pub fn check(file: &Path, expected: &Manifest) -> anyhow::Result<()> {
     let actual = describe(file)?;
-    if actual != expected {
+    if actual != *expected {
         bail!(
             "{} does not match its manifest: {} rows, {} bytes, sha256 {} expected, found {} rows, {} bytes, sha256 {}",
             file.display(),
@@ -178,7 +184,7 @@ pub fn verify(file: &Path) -> anyhow::Result<Manifest> {
             actual.sha256
         );
     }
-    Ok(actual)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -199,24 +205,26 @@ mod tests {
             let (first, last) = line.split_once(',').expect("two fields");
             FIRST_NAMES.contains(&first) && LAST_NAMES.contains(&last)
         }));
-        assert_eq!(verify(&file).expect("verifies"), second);
+        let manifest = read_manifest(&file).expect("a manifest");
+        assert_eq!(manifest, second);
+        check(&file, &manifest).expect("the file matches");
         assert!(!sibling(&file, "tmp").exists());
     }
 
     #[test]
-    fn verify_refuses_a_changed_or_unmanifested_file() {
+    fn a_changed_or_unmanifested_file_is_refused() {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("people.csv");
-        generate(&file, 3).expect("generate");
+        let manifest = generate(&file, 3).expect("generate");
         fs::write(&file, "Tom,Jones\n").expect("overwrite");
-        let error = verify(&file).expect_err("changed");
+        let error = check(&file, &manifest).expect_err("changed");
         assert!(
             error.to_string().contains("does not match its manifest"),
             "{error}"
         );
         let other = dir.path().join("other.csv");
         fs::write(&other, "Tom,Jones\n").expect("write");
-        let error = verify(&other).expect_err("no manifest");
+        let error = read_manifest(&other).expect_err("no manifest");
         assert!(
             format!("{error:#}").contains("other.csv.manifest"),
             "{error:#}"

@@ -274,6 +274,20 @@ async fn a_restart_refuses_a_file_changed_since_step1(site: TestDb) {
         "{message:?}"
     );
     assert_eq!(site.number("SELECT COUNT(*) FROM people").await, 0);
+
+    // A changed file that also fails to read: the check, which runs alongside the reading,
+    // says what is wrong.
+    std::fs::write(&file, "Ann,Lee,Extra\nBob,Ray\n").expect("changed again");
+    let output = site.run(&["restart", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let message = site
+        .column("SELECT EXIT_MESSAGE FROM BATCH_STEP_EXECUTION WHERE STEP_NAME = 'step2' ORDER BY STEP_EXECUTION_ID DESC")
+        .await;
+    assert!(
+        message[0].contains("does not match its manifest"),
+        "{message:?}"
+    );
+    assert_eq!(site.number("SELECT COUNT(*) FROM people").await, 0);
 }
 
 async fn the_seed_launch_generates_and_imports(site: TestDb) {

@@ -8,6 +8,8 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -159,7 +161,14 @@ pub struct ChunkComponents<I, O> {
     pub skip_limit: u64,
     /// Progress reporting.
     pub listener: Option<Arc<dyn ChunkListener>>,
+    /// A check that runs while the first chunk is read and written and must pass before
+    /// anything commits, such as comparing the input with its checksum; when it fails, the
+    /// step fails with its error, which also takes precedence over errors met meanwhile.
+    pub precondition: Option<Precondition>,
 }
+
+/// See [`ChunkComponents::precondition`].
+pub type Precondition = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
 /// Builds a chunk step's parts when the step runs.
 #[async_trait]
@@ -244,11 +253,23 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
         .map_err(|error| {
             StepError::Failed(format!("cannot start the chunk reading thread: {error}").into())
         })?;
-        let outcome = write_chunks(ctx, writer.as_mut(), next_chunk, parts.listener).await;
+        let mut precondition = parts.precondition;
+        let outcome = write_chunks(
+            ctx,
+            writer.as_mut(),
+            next_chunk,
+            parts.listener,
+            &mut precondition,
+        )
+        .await;
         // The reading thread stops at its next item without saving what it read; the step ends
         // only once the thread has, so that nothing reaches the rejects file after it.
         stopped.store(true, Ordering::Relaxed);
         let _ = reading_ended.await;
+        // Not awaited when the step ended before its first commit.
+        if let Some(check) = precondition {
+            check.await.map_err(StepError::Failed)?;
+        }
         outcome
     }
 }
@@ -259,6 +280,7 @@ async fn write_chunks<O: Send + Sync>(
     writer: &mut dyn ItemWriter<O>,
     mut next_chunk: tokio::sync::mpsc::Receiver<ReadAhead<O>>,
     listener: Option<Arc<dyn ChunkListener>>,
+    precondition: &mut Option<Precondition>,
 ) -> Result<ExitStatus, StepError> {
     loop {
         let Some(read) = next_chunk.recv().await else {
@@ -276,7 +298,7 @@ async fn write_chunks<O: Send + Sync>(
         let mut context = ctx.step_execution().context.clone();
         context.merge(&position);
         let end_of_input = chunk.end_of_input;
-        write_and_commit(ctx, writer, chunk, context).await?;
+        write_and_commit(ctx, writer, chunk, context, precondition).await?;
         if let Some(listener) = &listener {
             listener.after_chunk(ctx.step_execution(), progress);
         }
@@ -290,17 +312,25 @@ async fn write_chunks<O: Send + Sync>(
 type ReadAhead<O> = Result<(Chunk<O>, ExecutionContext, Option<f64>), StepError>;
 
 /// Writes one chunk in a chunk transaction and commits it with the step's progress: its
-/// counters and `context`, which holds the reader's position after the chunk. When the write or
-/// the commit fails, the step execution keeps its last committed counters and context, so that
-/// the engine's final update cannot record progress that was rolled back.
+/// counters and `context`, which holds the reader's position after the chunk. The first commit
+/// waits for the step's precondition. When the write or the commit fails, the step execution
+/// keeps its last committed counters and context, so that the engine's final update cannot
+/// record progress that was rolled back.
 async fn write_and_commit<O: Send + Sync>(
     ctx: &mut StepContext<'_>,
     writer: &mut dyn ItemWriter<O>,
     chunk: Chunk<O>,
     context: ExecutionContext,
+    precondition: &mut Option<Precondition>,
 ) -> Result<(), StepError> {
     let mut transaction = ctx.repository().begin_chunk().await?;
-    if let Err(error) = writer.write(&chunk.items, transaction.as_mut()).await {
+    let mut written = writer.write(&chunk.items, transaction.as_mut()).await;
+    if written.is_ok()
+        && let Some(check) = precondition.take()
+    {
+        written = check.await;
+    }
+    if let Err(error) = written {
         if let Err(rollback_error) = transaction.rollback().await {
             tracing::debug!(%rollback_error, "rolling back the failed chunk failed");
         }
