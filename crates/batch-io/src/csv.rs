@@ -517,28 +517,13 @@ impl<T: Send + 'static> ItemReader<T> for CsvItemReader<T> {
     /// Reads the record back from the file: rejected items are rare, so the reader keeps only
     /// where the last one lies.
     fn last_raw(&self) -> Option<String> {
-        let range = self.last_record.clone()?;
-        let length = usize::try_from(range.end - range.start)
-            .ok()?
-            .min(RAW_LIMIT + 2);
-        let mut bytes = vec![0; length];
-        let read = File::open(&self.path).and_then(|mut file| {
-            file.seek(SeekFrom::Start(range.start))?;
-            file.read_exact(&mut bytes)
-        });
-        if let Err(error) = read {
-            let path = self.path.display();
-            tracing::debug!(%path, %error, "cannot read a rejected record back");
-            return None;
-        }
-        // The span may hold a byte order mark and blank lines before the record, and holds
-        // its terminator.
-        let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
-        let is_terminator = |byte: &u8| matches!(byte, b'\r' | b'\n');
-        let start = bytes.iter().position(|byte| !is_terminator(byte))?;
-        let end = bytes.iter().rposition(|byte| !is_terminator(byte))? + 1;
-        let record = String::from_utf8_lossy(&bytes[start..end]).into_owned();
-        Some(truncate(record, RAW_LIMIT))
+        let span = self.last_record.clone()?;
+        read_record(&self.path, span)
+            .inspect_err(|error| {
+                let path = self.path.display();
+                tracing::debug!(%path, %error, "cannot read a rejected record back");
+            })
+            .ok()
     }
 
     fn progress(&self) -> Option<f64> {
@@ -750,34 +735,31 @@ impl<T: Send + 'static> Parser<T> {
         // A '\n' that ended the record was counted by the parser but is not part of the record.
         let terminator = u64::from(span.ends_with_newline && open_quote.is_none());
         let line = span.end.line.saturating_sub(newlines + terminator).max(1);
-        let bad = |reason: String, raw: String| BadItem {
+        let bad = |reason: String| BadItem {
             line: Some(line),
             reason,
-            raw,
+            raw: self.read_back(&span),
         };
         let (outcome, record) = if let Some(quote_line) = open_quote {
-            let raw = truncate(self.raw(&record), RAW_LIMIT);
             let reason = format!("unbalanced quote starting on line {quote_line}");
-            (Err(bad(reason, raw)), record)
+            (Err(bad(reason)), record)
         } else if let Some(expected) = self.fields.filter(|fields| *fields != record.len()) {
             let reason = format!(
                 "expected {expected} {}, found {}",
                 plural(expected, "field"),
                 record.len()
             );
-            (Err(bad(reason, self.raw(&record))), record)
+            (Err(bad(reason)), record)
         } else {
             match StringRecord::from_byte_record(record) {
                 Ok(fields) => {
-                    let outcome = (self.mapper)(&fields)
-                        .map_err(|reason| bad(reason, self.raw(fields.as_byte_record())));
+                    let outcome = (self.mapper)(&fields).map_err(bad);
                     (outcome, fields.into_byte_record())
                 }
                 Err(error) => {
                     let reason =
                         format!("invalid UTF-8 in field {}", error.utf8_error().field() + 1);
-                    let record = error.into_byte_record();
-                    (Err(bad(reason, self.raw(&record))), record)
+                    (Err(bad(reason)), error.into_byte_record())
                 }
             }
         };
@@ -791,16 +773,14 @@ impl<T: Send + 'static> Parser<T> {
         (entry, record)
     }
 
-    /// The record's fields joined with the delimiter, lossily decoded.
-    fn raw(&self, record: &ByteRecord) -> String {
-        let mut raw = Vec::with_capacity(record.as_slice().len() + record.len());
-        for (index, field) in record.iter().enumerate() {
-            if index > 0 {
-                raw.push(self.delimiter);
-            }
-            raw.extend_from_slice(field);
-        }
-        String::from_utf8_lossy(&raw).into_owned()
+    /// A bad record as the file holds it, for the rejects file (empty when it cannot be read
+    /// back).
+    fn read_back(&self, span: &Span) -> String {
+        read_record(&self.path, span.start.byte..span.end.byte).unwrap_or_else(|error| {
+            let path = self.path.display();
+            tracing::debug!(%path, %error, "cannot read a bad record back");
+            String::new()
+        })
     }
 
     /// Re-reads the file from `start` (at most `limit` bytes) to find where the record starts
@@ -824,7 +804,7 @@ impl<T: Send + 'static> Parser<T> {
             };
             let mut data = buffer.get(..read).unwrap_or_default();
             if first && skip_bom {
-                data = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(data);
+                data = data.strip_prefix(BOM).unwrap_or(data);
             }
             first = false;
             scanner.feed(data);
@@ -869,6 +849,34 @@ fn plural(count: usize, word: &str) -> String {
 }
 
 /// `text` cut to at most `limit` bytes at a character boundary, with an ellipsis when cut.
+/// The UTF-8 byte order mark, which a file may start with.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// A record as the file at `path` holds it in the bytes `span`, for the rejects file: without
+/// the byte order mark, blank lines and line end around it, lossily decoded and cut at
+/// [`RAW_LIMIT`] bytes. Read back from the file only when a record is rejected, which is rare.
+fn read_record(path: &Path, span: Range<u64>) -> io::Result<String> {
+    let length = usize::try_from(span.end.saturating_sub(span.start))
+        .unwrap_or(usize::MAX)
+        .min(RAW_LIMIT + 64);
+    let mut bytes = vec![0; length];
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(span.start))?;
+    file.read_exact(&mut bytes)?;
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+    let is_terminator = |byte: &u8| matches!(byte, b'\r' | b'\n');
+    let start = bytes
+        .iter()
+        .position(|byte| !is_terminator(byte))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|byte| !is_terminator(byte))
+        .map_or(start, |index| index + 1);
+    let record = String::from_utf8_lossy(&bytes[start..end]).into_owned();
+    Ok(truncate(record, RAW_LIMIT))
+}
+
 fn truncate(mut text: String, limit: usize) -> String {
     if text.len() > limit {
         let mut end = limit;

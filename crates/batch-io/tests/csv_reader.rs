@@ -245,7 +245,7 @@ async fn streams_a_large_file_through_a_small_channel() {
 #[tokio::test]
 async fn reports_a_wrong_field_count_and_goes_on() {
     let dir = TempDir::new().unwrap();
-    let path = write(&dir, "people.csv", b"a,b\nc,d,e\nf,g\nh\n");
+    let path = write(&dir, "people.csv", b"a,b\r\nc,\"d\",e\r\nf,g\r\nh\r\n");
     let mut reader = opened(&path).await;
     assert_eq!(
         next(&mut reader).await,
@@ -259,7 +259,7 @@ async fn reports_a_wrong_field_count_and_goes_on() {
         BadItem {
             line: Some(2),
             reason: "expected 2 fields, found 3".to_string(),
-            raw: "c,d,e".to_string(),
+            raw: "c,\"d\",e".to_string(),
         }
     );
     assert_eq!(
@@ -305,17 +305,17 @@ async fn reports_an_unbalanced_quote_with_its_start_line() {
         item.to_string(),
         "line 2: unbalanced quote starting on line 2"
     );
-    assert_eq!(item.raw, "c,d\ne,f\ng,h\n");
+    // The rejects file gets the record as the file holds it: up to the end, quote included.
+    assert_eq!(item.raw, "c,\"d\ne,f\ng,h");
     end(&mut reader).await;
 
     // Without a final newline, on the last line.
     let path = write(&dir, "last.csv", b"a,b\r\nc,\"d");
     let mut reader = opened(&path).await;
     assert_eq!(next(&mut reader).await.line, 1);
-    assert_eq!(
-        bad(&mut reader).await.reason,
-        "unbalanced quote starting on line 2"
-    );
+    let item = bad(&mut reader).await;
+    assert_eq!(item.reason, "unbalanced quote starting on line 2");
+    assert_eq!(item.raw, "c,\"d");
     end(&mut reader).await;
 }
 
