@@ -863,7 +863,10 @@ fn read_record(path: &Path, span: Range<u64>) -> io::Result<String> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(span.start))?;
     file.read_exact(&mut bytes)?;
-    let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+    let bytes = match span.start {
+        0 => bytes.strip_prefix(BOM).unwrap_or(&bytes),
+        _ => &bytes,
+    };
     let is_terminator = |byte: &u8| matches!(byte, b'\r' | b'\n');
     let start = bytes
         .iter()

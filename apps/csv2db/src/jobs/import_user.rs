@@ -174,9 +174,11 @@ impl ChunkFactory<Person, Person> for PeopleImport {
         tracing::info!("importing {} rows from {}", manifest.rows, file.display());
         // The file is checked against its manifest while the first chunk is read and written
         // (hashing 10M rows takes 0.1 s); nothing commits before it passes.
+        // Started here, not when first awaited; a step that ends early leaves it to finish.
         let checked = file.clone();
+        let check = tokio::task::spawn_blocking(move || people::check(&checked, &manifest));
         let precondition: Precondition = Box::pin(async move {
-            tokio::task::spawn_blocking(move || people::check(&checked, &manifest)).await??;
+            check.await??;
             Ok(())
         });
 

@@ -161,9 +161,11 @@ pub struct ChunkComponents<I, O> {
     pub skip_limit: u64,
     /// Progress reporting.
     pub listener: Option<Arc<dyn ChunkListener>>,
-    /// A check that runs while the first chunk is read and written and must pass before
-    /// anything commits, such as comparing the input with its checksum; when it fails, the
-    /// step fails with its error, which also takes precedence over errors met meanwhile.
+    /// A check that must pass before anything commits, such as comparing the input with its
+    /// checksum: the first commit awaits it. To run while the first chunk is read and written,
+    /// the work must already be under way (a spawned task the future awaits), since a future
+    /// does nothing until it is first awaited. When it fails, the step fails with its error,
+    /// which also takes precedence over errors met meanwhile.
     pub precondition: Option<Precondition>,
 }
 

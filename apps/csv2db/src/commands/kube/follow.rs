@@ -1,13 +1,12 @@
 //! `kube launch --follow`: waits for the launcher pod to start (or to fail to), streams its log,
 //! and returns its container's exit code.
 
-use std::cmp::Ordering;
 use std::time::Duration;
 
 use ::kube::api::{Api, ListParams, LogParams};
 use anyhow::Context as _;
 use batch_kube::kube::{JobState, job_state};
-use futures_util::{AsyncBufReadExt as _, TryStreamExt as _};
+use futures_util::AsyncBufReadExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerState, Pod};
@@ -18,6 +17,10 @@ use crate::exit;
 
 /// How often the Job and its pod are read while waiting.
 const POLL: Duration = Duration::from_secs(2);
+
+/// How many reads of the launcher pod in a row may fail (one a [`POLL`]) before `--follow`
+/// gives up on a launcher that is running.
+const POD_READ_FAILURES: u32 = 30;
 
 /// Container waiting reasons after which the launcher will not start by itself.
 const START_ERRORS: &[&str] = &[
@@ -52,14 +55,25 @@ async fn log_until_exit(
     print: &mut (dyn FnMut(&str) + Send),
 ) -> anyhow::Result<u8> {
     let mut log = LogCursor::default();
+    let mut failed_reads = 0;
     loop {
         log.stream(pods, pod_name, print).await;
         // The log ends when the container does; its exit code may take a moment to be
         // recorded. A log that ends while the container runs was dropped: it is reopened.
-        let pod = pods
-            .get(pod_name)
-            .await
-            .with_context(|| format!("cannot read pod {pod_name}"))?;
+        // What dropped it (an API server restarting) may fail a few reads of the pod too.
+        let pod = match pods.get(pod_name).await {
+            Ok(pod) => pod,
+            Err(error) if failed_reads < POD_READ_FAILURES => {
+                failed_reads += 1;
+                log.report(format!("cannot read pod {pod_name}: {error}"));
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read pod {pod_name}"));
+            }
+        };
+        failed_reads = 0;
         if let Some(terminated) = container_state(&pod).and_then(|s| s.terminated.as_ref()) {
             let code = u8::try_from(terminated.exit_code).unwrap_or(exit::FAILED);
             eprintln!(
@@ -142,14 +156,16 @@ async fn wait_for_start(
 
 /// What of the launcher's log has been printed, so that a stream reopened after the API server
 /// dropped it prints every line once. The API's `sinceTime` counts whole seconds, so the new
-/// stream starts at the second of the last line printed, and the lines up to that one are
-/// recognised by their timestamps (`timestamps=true`) and skipped.
+/// stream starts again at the second of the newest line printed; the cursor counts the lines
+/// printed from that second on, and the new stream skips as many. (Lines are not compared by
+/// their timestamps: the runtime stamps stdout and stderr separately, so they can come a little
+/// out of order.)
 #[derive(Debug, Default)]
 struct LogCursor {
-    /// The timestamp of the last line printed.
-    last: Option<Timestamp>,
-    /// How many of the lines printed carry that timestamp.
-    at_last: usize,
+    /// The whole second of the newest line printed.
+    second: Option<Timestamp>,
+    /// How many lines printed carry a timestamp in that second.
+    in_second: usize,
     /// Whether a failure to read the log has been reported (later ones are only logged at
     /// debug level, as the stream is reopened every few seconds).
     warned: bool,
@@ -168,26 +184,31 @@ impl LogCursor {
             follow: true,
             timestamps: true,
             container: Some(CONTAINER.to_owned()),
-            since_time: self
-                .last
-                .map(|last| Timestamp::from_second(last.as_second()).unwrap_or(last)),
+            since_time: self.second,
             ..LogParams::default()
         };
-        let mut lines = match pods.log_stream(pod_name, &params).await {
-            Ok(stream) => stream.lines(),
+        let stream = match pods.log_stream(pod_name, &params).await {
+            Ok(stream) => stream,
             Err(error) => {
                 return self.report(format!("cannot read the log of pod {pod_name}: {error}"));
             }
         };
-        let mut seen_at_last = 0;
+        let mut stream = std::pin::pin!(stream);
+        let mut printed_before = if self.second.is_some() {
+            self.in_second
+        } else {
+            0
+        };
+        let mut line = Vec::new();
         loop {
-            match lines.try_next().await {
-                Ok(Some(line)) => {
-                    if let Some(text) = self.unseen(&line, &mut seen_at_last) {
-                        print(text);
-                    }
+            line.clear();
+            match stream.as_mut().read_until(b'\n', &mut line).await {
+                Ok(0) => return,
+                Ok(_) if printed_before > 0 => printed_before -= 1,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
+                    print(self.printed(&line));
                 }
-                Ok(None) => return,
                 Err(error) => {
                     return self.report(format!("the log stream of pod {pod_name} ended: {error}"));
                 }
@@ -195,30 +216,24 @@ impl LogCursor {
         }
     }
 
-    /// The text of `line` (`<timestamp> <text>`) when it has not been printed yet;
-    /// `seen_at_last` counts this stream's lines that carry the cursor's last timestamp.
-    fn unseen<'l>(&mut self, line: &'l str, seen_at_last: &mut usize) -> Option<&'l str> {
-        let (stamp, text) = line.split_once(' ').unwrap_or((line, ""));
-        let Ok(stamp) = stamp.parse::<Timestamp>() else {
-            return Some(line);
+    /// Counts `line` (`<timestamp> <text>`) as printed; returns its text.
+    fn printed<'l>(&mut self, line: &'l str) -> &'l str {
+        let Some((stamp, text)) = line
+            .split_once(' ')
+            .and_then(|(stamp, text)| Some((stamp.parse::<Timestamp>().ok()?, text)))
+        else {
+            return line;
         };
-        match self.last.map(|last| stamp.cmp(&last)) {
-            Some(Ordering::Less) => None,
-            Some(Ordering::Equal) => {
-                *seen_at_last += 1;
-                if *seen_at_last <= self.at_last {
-                    return None;
-                }
-                self.at_last += 1;
-                Some(text)
-            }
+        let second = Timestamp::from_second(stamp.as_second()).unwrap_or(stamp);
+        match self.second {
+            Some(newest) if second < newest => {}
+            Some(newest) if second == newest => self.in_second += 1,
             _ => {
-                self.last = Some(stamp);
-                self.at_last = 1;
-                *seen_at_last = 1;
-                Some(text)
+                self.second = Some(second);
+                self.in_second = 1;
             }
         }
+        text
     }
 
     fn report(&mut self, problem: String) {
@@ -392,8 +407,8 @@ mod tests {
             .expect("a response")
     }
 
-    fn log(lines: &[&str]) -> http::Response<Body> {
-        reply("text/plain", lines.concat().into_bytes())
+    fn log(lines: &[&[u8]]) -> http::Response<Body> {
+        reply("text/plain", lines.concat())
     }
 
     fn launcher(state: serde_json::Value) -> http::Response<Body> {
@@ -408,24 +423,36 @@ mod tests {
         reply("application/json", serde_json::to_vec(&pod).expect("JSON"))
     }
 
-    /// The API server ends a log stream while the container still runs (as idle timeouts of
-    /// proxies and the kubelet do): the stream is reopened at the second of the last line,
-    /// and every line is printed once.
+    /// The API server ends a log stream while the container still runs (as it does when it
+    /// restarts, and proxies' idle timeouts do) and the next read of the pod fails: the stream
+    /// is reopened at the second of the last line, and every line is printed once, also lines
+    /// stamped a little out of order and lines that are not UTF-8.
     #[tokio::test(start_paused = true)]
     async fn a_dropped_log_stream_is_reopened_where_it_stopped() {
+        let gone = http::Response::builder()
+            .status(503)
+            .body(Body::from(b"restarting".to_vec()))
+            .expect("a response");
         let (pods, server) = scripted(vec![
             log(&[
-                "2026-11-27T10:00:00.1Z one\n",
-                "2026-11-27T10:00:01.5Z two\n",
-                "2026-11-27T10:00:01.5Z two again\n",
+                b"2026-11-27T10:00:00.1Z one\n",
+                b"2026-11-27T10:00:01.5Z two\n",
+                b"2026-11-27T10:00:01.4Z stderr, stamped earlier\n",
+                b"2026-11-27T10:00:01.6Z caf\xe9\n",
+            ]),
+            gone,
+            log(&[
+                b"2026-11-27T10:00:01.5Z two\n",
+                b"2026-11-27T10:00:01.4Z stderr, stamped earlier\n",
+                b"2026-11-27T10:00:01.6Z caf\xe9\n",
             ]),
             launcher(serde_json::json!({"running": {}})),
             log(&[
-                "2026-11-27T10:00:01.2Z before two\n",
-                "2026-11-27T10:00:01.5Z two\n",
-                "2026-11-27T10:00:01.5Z two again\n",
-                "2026-11-27T10:00:01.5Z three\n",
-                "2026-11-27T10:00:02Z four\n",
+                b"2026-11-27T10:00:01.5Z two\n",
+                b"2026-11-27T10:00:01.4Z stderr, stamped earlier\n",
+                b"2026-11-27T10:00:01.6Z caf\xe9\n",
+                b"2026-11-27T10:00:01.6Z three\n",
+                b"2026-11-27T10:00:02Z four\n",
             ]),
             launcher(serde_json::json!({"terminated": {"exitCode": 3}})),
         ]);
@@ -436,7 +463,17 @@ mod tests {
         .await
         .expect("an exit code");
         assert_eq!(code, 3);
-        assert_eq!(printed, ["one", "two", "two again", "three", "four"]);
+        assert_eq!(
+            printed,
+            [
+                "one",
+                "two",
+                "stderr, stamped earlier",
+                "caf\u{fffd}",
+                "three",
+                "four"
+            ]
+        );
         let requests = server.await.expect("the mock server");
         let first_log = &requests[0];
         assert!(
@@ -447,11 +484,12 @@ mod tests {
                 && !first_log.contains("sinceTime"),
             "{first_log}"
         );
-        assert!(
-            requests[2].contains("sinceTime=2026-11-27T10%3A00%3A01Z"),
-            "{}",
-            requests[2]
-        );
+        for reopened in [&requests[2], &requests[4]] {
+            assert!(
+                reopened.contains("sinceTime=2026-11-27T10%3A00%3A01Z"),
+                "{reopened}"
+            );
+        }
     }
 
     #[test]
