@@ -228,7 +228,8 @@ impl<I: Send + 'static, O: Send + Sync + 'static> Step for ChunkStep<I, O> {
     /// database's work without delaying the round trips of the chunk in flight. With each chunk
     /// the reading thread hands over the reader position (and rejects extent) after it, which
     /// the chunk's commit records, so each commit records exactly its own chunk. The thread
-    /// ends at the end of the input, or at its next chunk once the step has stopped waiting.
+    /// ends at the end of the input, or at its next item once the step has stopped waiting;
+    /// the step ends after it.
     async fn execute(&self, ctx: &mut StepContext<'_>) -> Result<ExitStatus, StepError> {
         let parts = self.factory.create(ctx).await?;
         let counters = ctx.step_execution().counters;
