@@ -343,6 +343,21 @@ fn snapshot(state: &Arc<Mutex<Cluster>>) -> std::sync::MutexGuard<'_, Cluster> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The runner adopted the existing child: it neither created nor deleted a Job.
+fn assert_no_job_created_or_deleted(cluster: &Cluster) {
+    let all = describe_all(cluster);
+    assert!(
+        cluster.requests_matching(&Method::POST, "/jobs").is_empty(),
+        "{all:#?}"
+    );
+    assert!(
+        cluster
+            .requests_matching(&Method::DELETE, "/jobs/")
+            .is_empty(),
+        "{all:#?}"
+    );
+}
+
 /// The index of the first request matching, for ordering assertions.
 fn position(cluster: &Cluster, method: &Method, path_part: &str) -> usize {
     cluster
@@ -934,12 +949,7 @@ async fn a_running_child_is_reattached_to() {
         .expect("runs");
     assert!(outcome.succeeded, "{outcome:?}");
     let cluster = snapshot(&state);
-    assert!(cluster.requests_matching(&Method::POST, "/jobs").is_empty());
-    assert!(
-        cluster
-            .requests_matching(&Method::DELETE, "/jobs/")
-            .is_empty()
-    );
+    assert_no_job_created_or_deleted(&cluster);
 }
 
 // A child that already succeeded counts as done: nothing is created or deleted.
@@ -961,12 +971,7 @@ async fn a_succeeded_child_counts_as_done() {
     assert!(outcome.succeeded, "{outcome:?}");
     assert_eq!(outcome.log_tail, ["done before"]);
     let cluster = snapshot(&state);
-    assert!(cluster.requests_matching(&Method::POST, "/jobs").is_empty());
-    assert!(
-        cluster
-            .requests_matching(&Method::DELETE, "/jobs/")
-            .is_empty()
-    );
+    assert_no_job_created_or_deleted(&cluster);
 }
 
 // A succeeded child of the same name made from another spec (another run's parameters, or
